@@ -1,0 +1,51 @@
+"""``sandcell`` command line: ``serve`` the gateway, ``images`` build/list the sandbox images."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sandcell", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the gateway (builds missing images first)")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    serve.add_argument("--config", help="TOML configuration file (see docs/configuration.md)")
+    serve.add_argument("--no-build", action="store_true", help="fail instead of building images")
+    serve.add_argument("--log-level", default="INFO")
+    sub.add_parser("images", help="build or list sandbox images", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["images"]:
+        from .imagebuild import main as images_main
+
+        return images_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config, host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"sandcell: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_build:
+        from .imagebuild import ensure_images
+
+        ensure_images(sorted({t.image for t in config.templates.values()}))
+    from .server import serve
+
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Errors the gateway turns into JSON responses ``{"error": {"code", "message"}}``.
+
+Services raise these; the one ``write_error`` in ``handlers.base`` serialises them, so no
+handler builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """An error with an HTTP status and a stable machine-readable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(GatewayError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "sandbox_closed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "body_too_large"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    code = "pool_exhausted"
+
+
+class BackendUnavailable(ServiceUnavailable):
+    code = "backend_unavailable"
+
+
+class KernelDied(GatewayError):
+    """The sandbox's kernel or container went away; the sandbox is unusable."""
+
+    status = 409
+    code = "kernel_died"

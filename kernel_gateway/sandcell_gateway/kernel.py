@@ -1,0 +1,230 @@
+"""Talk to one Jupyter kernel over ZMQ, and turn its messages into ordered execution events.
+
+The kernel runs in a container with no network: its sockets are ZMQ ``ipc`` files in a
+directory bind-mounted from the host, so the gateway connects with the same connection info
+and only ``ip`` pointing at the host side of that directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+log = logging.getLogger(__name__)
+
+PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+# Output messages forwarded to clients; others (comm_*, debug_event, ...) are not execution output.
+OUTPUT_TYPES = frozenset(
+    {"stream", "display_data", "update_display_data", "execute_input", "execute_result",
+     "error", "clear_output", "status"}
+)
+
+
+class KernelGone(Exception):
+    """The kernel stopped answering because its container exited."""
+
+
+def connection_info(ip: str, key: str) -> dict[str, Any]:
+    """A Jupyter connection file's content for ipc transport rooted at ``ip``."""
+    return {**PORTS, "transport": "ipc", "ip": ip, "key": key,
+            "signature_scheme": "hmac-sha256", "kernel_name": "python3"}
+
+
+def write_connection_file(directory: Path, uid: int | None) -> dict[str, Any]:
+    """Write ``kernel.json`` for the container side (``/conn``); return the host-side info."""
+    key = secrets.token_hex(32)
+    path = directory / "kernel.json"
+    path.write_text(json.dumps(connection_info("/conn/k", key)))
+    path.chmod(0o600)
+    if uid is not None:
+        for item in (directory, path):
+            _chown(item, uid)
+    return connection_info(str(directory / "k"), key)
+
+
+def _chown(path: Path, uid: int) -> None:
+    os.chown(path, uid, uid)
+
+
+class KernelConnection:
+    """Shell, IOPub and control sockets to one kernel, with replies routed by parent msg_id.
+
+    Example::
+
+        conn = KernelConnection(info)
+        await conn.wait_ready(deadline=30)
+        async for msg in conn.execute("1+1"):
+            print(msg["msg_type"], msg["content"])
+        conn.close()
+    """
+
+    def __init__(self, info: dict[str, Any], context: zmq.asyncio.Context | None = None) -> None:
+        self._session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256",
+                                username="sandcell")
+        self._context = context or zmq.asyncio.Context.instance()
+        base = f"ipc://{info['ip']}"
+        self._shell = self._socket(zmq.DEALER, f"{base}-{info['shell_port']}")
+        self._control = self._socket(zmq.DEALER, f"{base}-{info['control_port']}")
+        self._iopub = self._socket(zmq.SUB, f"{base}-{info['iopub_port']}")
+        self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._waiters: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._readers = [asyncio.ensure_future(self._read(s)) for s in
+                         (self._shell, self._control, self._iopub)]
+        self.closed = False
+
+    def _socket(self, kind: int, address: str) -> zmq.asyncio.Socket:
+        sock = self._context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)  # the ipc file appears when the kernel binds
+        sock.connect(address)
+        return sock
+
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                frames = await sock.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            try:
+                _, parts = self._session.feed_identities(frames)
+                msg = self._session.deserialize(parts, content=True)
+            except Exception:  # a malformed or mis-signed message must not kill the reader
+                log.warning("dropped an unreadable kernel message", exc_info=True)
+                continue
+            queue = self._waiters.get(msg["parent_header"].get("msg_id", ""))
+            if queue is not None:
+                queue.put_nowait(msg)
+
+    async def request(self, sock_name: str, msg_type: str, content: dict[str, Any],
+                      timeout: float) -> dict[str, Any]:
+        """Send one request and return its reply's content (``TimeoutError`` after ``timeout``)."""
+        sock = self._shell if sock_name == "shell" else self._control
+        msg_id, queue = await self._start(sock, msg_type, content)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self.next_message(queue)
+                    if msg["msg_type"].endswith("_reply"):
+                        return dict(msg["content"])
+        finally:
+            self._waiters.pop(msg_id, None)
+
+    async def _start(self, sock: zmq.asyncio.Socket, msg_type: str,
+                     content: dict[str, Any]) -> tuple[str, asyncio.Queue[dict[str, Any] | None]]:
+        # Register before sending: a fast kernel can reply before send_multipart returns.
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        msg = self._session.msg(msg_type, content)
+        msg_id = str(msg["header"]["msg_id"])
+        self._waiters[msg_id] = queue
+        await sock.send_multipart(self._session.serialize(msg))
+        return msg_id, queue
+
+    @staticmethod
+    async def next_message(queue: asyncio.Queue[dict[str, Any] | None]) -> dict[str, Any]:
+        msg = await queue.get()
+        if msg is None:
+            raise KernelGone("the kernel's container exited")
+        return msg
+
+    async def wait_ready(self, deadline: float) -> dict[str, Any]:
+        """Return the kernel_info reply once the kernel answers AND IOPub delivers to us.
+
+        A SUB socket drops what is published before its subscription reaches the kernel, so a
+        shell reply alone does not prove the first execution's output will arrive. We repeat
+        kernel_info until its IOPub ``status`` message comes back too.
+        """
+        async with asyncio.timeout(deadline):
+            while True:
+                msg_id, queue = await self._start(self._shell, "kernel_info_request", {})
+                try:
+                    reply, iopub_seen = await self._collect_info(queue)
+                finally:
+                    self._waiters.pop(msg_id, None)
+                if iopub_seen:
+                    return reply
+
+    async def _collect_info(self, queue: asyncio.Queue[dict[str, Any] | None]
+                            ) -> tuple[dict[str, Any], bool]:
+        reply: dict[str, Any] = {}
+        iopub_seen = False
+        with contextlib.suppress(TimeoutError):
+            # 2 s is enough for a started kernel; a kernel still booting simply gets asked again
+            async with asyncio.timeout(2.0):
+                while not (reply and iopub_seen):
+                    msg = await self.next_message(queue)
+                    if msg["msg_type"] == "kernel_info_reply":
+                        reply = msg["content"]
+                    elif msg["msg_type"] == "status":
+                        iopub_seen = True
+        return reply, iopub_seen and bool(reply)
+
+    async def execute(self, code: str, *, silent: bool = False) -> PendingExecution:
+        """Send ``execute_request``; read its messages from the returned handle."""
+        content = {"code": code, "silent": silent, "store_history": not silent,
+                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        msg_id, queue = await self._start(self._shell, "execute_request", content)
+        return PendingExecution(queue, lambda: self._waiters.pop(msg_id, None))
+
+    async def interrupt(self, timeout: float = 5.0) -> None:
+        """Interrupt the running cell through the control channel (no Docker call needed)."""
+        await self.request("control", "interrupt_request", {}, timeout)
+
+    def fail_pending(self) -> None:
+        """Wake every waiter with :class:`KernelGone` (the container died)."""
+        for queue in self._waiters.values():
+            queue.put_nowait(None)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.fail_pending()
+        for reader in self._readers:
+            reader.cancel()
+        for sock in (self._shell, self._control, self._iopub):
+            sock.close(linger=0)
+
+
+class PendingExecution:
+    """Messages of one ``execute_request``: IOPub output in order, then the ``execute_reply``.
+
+    ``next()`` returns None once both the reply and the IOPub ``idle`` status arrived, so every
+    output of the request has been returned. Cancelling ``next()`` (a timeout) loses nothing.
+    """
+
+    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None],
+                 release: Callable[[], object]) -> None:
+        self._queue = queue
+        self._release = release
+        self._reply: dict[str, Any] | None = None
+        self._idle = False
+        self.done = False
+
+    async def next(self) -> dict[str, Any] | None:
+        while not (self._reply is not None and self._idle):
+            msg = await KernelConnection.next_message(self._queue)
+            kind = msg["msg_type"]
+            if kind == "execute_reply":
+                self._reply = msg
+            elif kind in OUTPUT_TYPES:
+                self._idle = self._idle or (kind == "status" and
+                                            msg["content"].get("execution_state") == "idle")
+                return msg
+        if self.done:
+            return None
+        self.done = True
+        return self._reply
+
+    def close(self) -> None:
+        self._release()

@@ -1,0 +1,161 @@
+"""Warm pools: kernels started and proven ready before anyone asks for them."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+
+from .config import TemplateConfig
+from .errors import GatewayError, ServiceUnavailable
+from .sandbox import Sandbox, new_sandbox_id
+
+log = logging.getLogger(__name__)
+
+Launcher = Callable[[TemplateConfig, str], Awaitable[Sandbox]]
+Destroyer = Callable[[Sandbox], Awaitable[None]]
+
+
+class WarmPool:
+    """Keeps ``min_ready`` sandboxes of one template ready, never more than ``max_total`` alive.
+
+    ``claim()`` pops a ready sandbox without touching Docker and wakes the refill task; when the
+    pool is empty it waits for the next ready one until a deadline. A claimed sandbox leaves the
+    pool for good: ``release()`` destroys it.
+
+    Example::
+
+        pool = WarmPool(template, launch=backend_launch, destroy=backend_destroy)
+        pool.start()
+        sandbox = await pool.claim(timeout=30)
+        await pool.release(sandbox)
+    """
+
+    def __init__(self, template: TemplateConfig, *, launch: Launcher, destroy: Destroyer,
+                 launch_slots: asyncio.Semaphore | None = None) -> None:
+        self.template = template
+        self._launch = launch
+        self._destroy = destroy
+        self._slots = launch_slots or asyncio.Semaphore(2)
+        self._ready: collections.deque[Sandbox] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Sandbox]] = collections.deque()
+        self._starting = 0
+        self._claimed = 0
+        self._wake = asyncio.Event()
+        self._refill_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_error: str | None = None
+
+    def stats(self) -> dict[str, object]:
+        return {"ready": len(self._ready), "starting": self._starting, "claimed": self._claimed,
+                "min_ready": self.template.min_ready, "max_total": self.template.max_total,
+                "last_error": self.last_error}
+
+    @property
+    def total(self) -> int:
+        return len(self._ready) + self._starting + self._claimed
+
+    def start(self) -> None:
+        self._refill_task = asyncio.ensure_future(self._refill_forever())
+        self._wake.set()
+
+    async def claim(self, timeout: float) -> Sandbox:
+        """Hand out a ready sandbox (O(1) when one is ready)."""
+        if self._ready:
+            sandbox = self._ready.popleft()
+        else:
+            sandbox = await self._wait_for_ready(timeout)
+        self._claimed += 1
+        self._wake.set()
+        return sandbox
+
+    async def _wait_for_ready(self, timeout: float) -> Sandbox:
+        waiter: asyncio.Future[Sandbox] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"no warm {self.template.name!r} sandbox became ready within {timeout:g}s "
+                f"({self._describe_load()}); retry later or raise max_total") from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _describe_load(self) -> str:
+        text = f"{self._claimed} claimed of max_total {self.template.max_total}"
+        return f"{text}; last start failure: {self.last_error}" if self.last_error else text
+
+    async def release(self, sandbox: Sandbox) -> None:
+        """Destroy a claimed sandbox and let the pool start a replacement."""
+        self._claimed -= 1
+        self._wake.set()
+        await self._destroy(sandbox)
+
+    def discard(self, sandbox_id: str) -> None:
+        """Forget a ready sandbox whose container died before anyone claimed it."""
+        for sandbox in [s for s in self._ready if s.id == sandbox_id]:
+            self._ready.remove(sandbox)
+            self._spawn(self._destroy(sandbox))
+            self._wake.set()
+
+    def _deficit(self) -> int:
+        wanted = max(self.template.min_ready, len(self._waiters)) - len(self._ready) - self._starting
+        room = self.template.max_total - self.total
+        return max(0, min(wanted, room))
+
+    async def _refill_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for _ in range(self._deficit()):
+                self._starting += 1
+                self._spawn(self._start_one())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_one(self) -> None:
+        try:
+            async with self._slots:
+                sandbox = await self._launch(self.template, new_sandbox_id())
+        except GatewayError as exc:
+            self._starting -= 1
+            await self._after_failure(str(exc))
+            return
+        except Exception as exc:  # a bug or an unexpected Docker reply: keep the pool alive
+            log.exception("starting a %s sandbox failed", self.template.name)
+            self._starting -= 1
+            await self._after_failure(repr(exc))
+            return
+        self._starting -= 1
+        self.last_error = None
+        self._offer(sandbox)
+
+    async def _after_failure(self, message: str) -> None:
+        self.last_error = message
+        log.warning("pool %s: %s", self.template.name, message)
+        await asyncio.sleep(1.0)  # backoff: do not hammer a failing Docker daemon
+        self._wake.set()
+
+    def _offer(self, sandbox: Sandbox) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sandbox)
+                return
+        self._ready.append(sandbox)
+
+    async def close(self) -> None:
+        """Stop refilling and destroy the ready sandboxes (claimed ones belong to the service)."""
+        if self._refill_task is not None:
+            self._refill_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        ready, self._ready = list(self._ready), collections.deque()
+        await asyncio.gather(*(self._destroy(s) for s in ready), return_exceptions=True)

@@ -1,0 +1,180 @@
+"""One sandbox: a container handle plus a live kernel connection, run one cell at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .backend import ContainerHandle
+from .errors import KernelDied
+from .kernel import KernelConnection, KernelGone, PendingExecution
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+def new_sandbox_id() -> str:
+    return "sbx_" + secrets.token_hex(8)
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """A warm kernel container; claimed by one session, then destroyed, never reused.
+
+    Example::
+
+        async for event in sandbox.execute("1+1", timeout=5):
+            print(event["msg_type"], event["content"])
+    """
+
+    handle: ContainerHandle
+    kernel: KernelConnection
+    interrupt_grace: float = 10.0
+    created_at: float = dataclasses.field(default_factory=time.time)
+    expires_at: float = 0.0
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    dead: bool = False
+    public_id: str = ""  # set when a restart swaps in a new container under the old id
+    _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.public_id or self.handle.sandbox_id
+
+    @property
+    def template(self) -> str:
+        return self.handle.template
+
+    @property
+    def state(self) -> str:
+        if self.dead:
+            return "dead"
+        return "busy" if self._lock.locked() else "running"
+
+    def mark_dead(self) -> None:
+        self.dead = True
+        self.kernel.fail_pending()
+
+    async def apply_env(self, env: dict[str, str]) -> None:
+        """Set ``os.environ`` in the kernel (the container was started before the claim)."""
+        self.env = dict(env)
+        if not env:
+            return
+        code = f"import os as _o; _o.environ.update({json.dumps(env)}); del _o"
+        async for event in self.execute(code, silent=True):
+            if event["msg_type"] == "gateway_error":
+                raise KernelDied(event["content"]["message"])
+
+    async def execute(self, code: str, *, timeout: float | None = None,
+                      silent: bool = False) -> AsyncIterator[Event]:
+        """Yield numbered events for one cell; see docs/api.md for their shapes.
+
+        If the consumer stops early (client went away), the cell is interrupted and drained in
+        the background so the next execution starts on an idle kernel.
+        """
+        self._check_alive()
+        await self._lock.acquire()
+        pending = None
+        try:
+            pending = await self.kernel.execute(code, silent=silent)
+            seq = 0
+            async for event in self._events(pending, timeout):
+                yield {"seq": seq, **event}
+                seq += 1
+        finally:
+            if pending is None or pending.done or self.dead:
+                self._finish(pending)
+            else:
+                asyncio.ensure_future(self._drain(pending))
+
+    async def _events(self, pending: PendingExecution, timeout: float | None
+                      ) -> AsyncIterator[Event]:
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        interrupted = False
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await pending.next()
+            except KernelGone:
+                self.mark_dead()
+                yield _KERNEL_DIED
+                return
+            except TimeoutError:
+                if interrupted:
+                    yield _event("gateway_error", {"code": "kernel_unresponsive",
+                                                   "message": "the kernel ignored the interrupt"})
+                    return
+                yield _event("timeout", {"timeout": timeout})
+                await self._interrupt_quietly()
+                interrupted = True
+                deadline = asyncio.get_running_loop().time() + self.interrupt_grace
+                continue
+            if msg is None:
+                return
+            yield _event(msg["msg_type"], _public_content(msg))
+
+    async def _interrupt_quietly(self) -> None:
+        with contextlib.suppress(TimeoutError, KernelGone):
+            await self.kernel.interrupt(timeout=self.interrupt_grace)
+
+    async def _drain(self, pending: PendingExecution) -> None:
+        try:
+            await self._interrupt_quietly()
+            async with asyncio.timeout(self.interrupt_grace):
+                while await pending.next() is not None:
+                    pass
+        except (TimeoutError, KernelGone):
+            log.warning("sandbox %s did not finish after its client left", self.id)
+        finally:
+            self._finish(pending)
+
+    def _finish(self, pending: PendingExecution | None) -> None:
+        if pending is not None:
+            pending.close()
+        self._lock.release()
+
+    def _check_alive(self) -> None:
+        if self.dead:
+            raise KernelDied(f"sandbox {self.id}'s kernel died; restart or delete it")
+
+    async def interrupt(self) -> None:
+        self._check_alive()
+        try:
+            await self.kernel.interrupt(timeout=self.interrupt_grace)
+        except (TimeoutError, KernelGone) as exc:
+            raise KernelDied(f"sandbox {self.id}'s kernel did not answer the interrupt") from exc
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "template": self.template, "state": self.state,
+                "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
+                "metadata": self.metadata}
+
+
+def _event(msg_type: str, content: dict[str, Any]) -> Event:
+    return {"msg_type": msg_type, "content": content}
+
+
+_KERNEL_DIED = _event("gateway_error", {
+    "code": "kernel_died",
+    "message": "the sandbox's kernel died (its container exited: out of memory, killed, or the "
+               "code ended the process); restart or delete the sandbox"})
+
+
+def _public_content(msg: dict[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = msg["content"]
+    if msg["msg_type"] == "execute_reply":  # the error itself already went out as an event
+        return {"status": content.get("status"), "execution_count": content.get("execution_count")}
+    return content
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,53 @@
+"""Run the gateway: start the pools, serve HTTP, and clean up every container on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import tornado.httpserver
+import tornado.netutil
+
+from .backend import DockerBackend
+from .config import GatewayConfig
+from .handlers import make_app
+from .runtime import gateway_token, remove_runtime_file, write_runtime_file
+from .service import SandboxService
+
+log = logging.getLogger("sandcell")
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Serve until SIGINT/SIGTERM; then destroy every sandbox this gateway started."""
+    token, generated = gateway_token()
+    service = SandboxService(config, DockerBackend(config))
+    await service.start()
+    sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
+    port = sockets[0].getsockname()[1]
+    server = tornado.httpserver.HTTPServer(
+        make_app(service, token, config.max_body_size),
+        max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
+    server.add_sockets(sockets)
+    url = f"http://{config.host}:{port}"
+    runtime_file = write_runtime_file(config.runtime_dir, url, token, port)
+    log.info("Sandcell gateway listening on %s (runtime file %s)", url, runtime_file)
+    if generated:
+        print(f"Sandcell token: {token}  (set SANDCELL_TOKEN to choose one)", flush=True)
+    print(f"Sandcell gateway ready at {url}", flush=True)
+    try:
+        await _until_signalled()
+    finally:
+        log.info("shutting down: removing this gateway's containers")
+        server.stop()
+        remove_runtime_file(runtime_file)
+        await service.close()
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
