@@ -57,6 +57,7 @@ class TemplateConfig:
     image: str = DEFAULT_IMAGE
     min_ready: int = 2
     max_total: int = 16
+    claim_timeout: float | None = None  # None: the gateway's claim_timeout
     limits: Limits = Limits()
 
     def __post_init__(self) -> None:
@@ -88,7 +89,9 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         if not self.gateway_id:
-            object.__setattr__(self, "gateway_id", f"sandcell-{self.port}")
+            # port 0 means "any free port": several such gateways must not share an id
+            suffix = self.port or f"pid{os.getpid()}"
+            object.__setattr__(self, "gateway_id", f"sandcell-{suffix}")
         if self.state_dir == Path():
             object.__setattr__(self, "state_dir", default_state_dir())
         if self.runtime_dir == Path():

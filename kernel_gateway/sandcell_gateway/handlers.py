@@ -44,10 +44,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.service = service
         self.token = token
         self.max_body_size = max_body_size
-        self.request_id = uuid.uuid4().hex
+
+    def set_default_headers(self) -> None:
+        # runs again when an error clears the headers, so errors carry the same id
+        if not hasattr(self, "request_id"):
+            self.request_id = uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
 
     def prepare(self) -> None:
-        self.set_header("X-Request-Id", self.request_id)
         if self.request.connection is not None and hasattr(self.request.connection, "stream"):
             self.request.connection.stream.set_nodelay(True)  # see DESIGN.md: Nagle costs ~40 ms
         if not self.public and not self._authorized():

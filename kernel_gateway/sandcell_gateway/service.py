@@ -88,7 +88,7 @@ class SandboxService:
         if pool is None:
             raise BadRequest(f"unknown template {template!r}; configured: "
                              f"{', '.join(sorted(self.pools))}", code="unknown_template")
-        sandbox = await pool.claim(self.config.claim_timeout)
+        sandbox = await pool.claim(self._claim_timeout(pool))
         sandbox.created_at = time.time()
         sandbox.expires_at = sandbox.created_at + (ttl or self.config.sandbox_ttl)
         sandbox.metadata = dict(metadata or {})
@@ -99,6 +99,9 @@ class SandboxService:
             await self.delete(sandbox.id)
             raise
         return sandbox
+
+    def _claim_timeout(self, pool: WarmPool) -> float:
+        return pool.template.claim_timeout or self.config.claim_timeout
 
     def get(self, sandbox_id: str) -> Sandbox:
         sandbox = self._sandboxes.get(sandbox_id) if SANDBOX_ID.match(sandbox_id) else None
@@ -124,7 +127,7 @@ class SandboxService:
         """Swap in a fresh warm kernel under the same id (instant, unlike a kernel restart)."""
         old = self.get(sandbox_id)
         pool = self.pools[old.template]
-        fresh = await pool.claim(self.config.claim_timeout)
+        fresh = await pool.claim(self._claim_timeout(pool))
         fresh.public_id = sandbox_id
         fresh.created_at, fresh.expires_at = old.created_at, old.expires_at
         fresh.metadata = old.metadata

@@ -1,0 +1,25 @@
+# The two commands a fresh machine needs (README): `make serve` and `make test`.
+PYTHON ?= python3
+SANDCELL := $(PYTHON) -m sandcell_gateway.cli
+STAMP := .cache/install.stamp
+
+.PHONY: install images serve test typecheck bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system-deps
+	scripts/install-system-deps
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@mkdir -p $(dir $@) && touch $@
+
+images: install
+	$(SANDCELL) images build
+
+serve: install
+	$(SANDCELL) serve
+
+typecheck: install
+	$(PYTHON) -m mypy
+
+test: images typecheck
+	$(PYTHON) -m pytest

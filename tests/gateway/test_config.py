@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandcell_gateway.config import ConfigError, load_config
+
+
+def test_defaults_give_a_python_template_on_8765() -> None:
+    config = load_config()
+    assert config.port == 8765 and config.host == "127.0.0.1"
+    python = config.template("python")
+    assert python.limits.network == "none" and python.limits.read_only
+    assert config.gateway_id == "sandcell-8765"
+
+
+def test_file_overrides_and_flags_override_file(tmp_path: Path) -> None:
+    path = tmp_path / "sandcell.toml"
+    path.write_text('[gateway]\nport = 9000\nclaim_timeout = 5\n'
+                    '[templates.big]\nmin_ready = 0\nmax_total = 2\n'
+                    '[templates.big.limits]\nmemory = "4g"\n')
+    config = load_config(path, port=9100, host=None)
+    assert config.port == 9100 and config.claim_timeout == 5
+    assert config.template("big").limits.memory == "4g"
+    assert config.template("big").limits.pids == 256  # untouched default
+    assert set(config.templates) == {"python", "big"}
+
+
+def test_port_zero_gateways_get_distinct_ids() -> None:
+    assert load_config(port=0).gateway_id.startswith("sandcell-pid")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[gateway]\nprot = 1\n", "unknown key(s) prot"),
+    ("[templates.x]\nmin_ready = 5\nmax_total = 2\n", "min_ready <= max_total"),
+    ("[templates.x.limits]\nmemroy = '1g'\n", "[templates.x.limits]: unknown key(s) memroy"),
+    ("not toml ===", "cannot read config file"),
+])
+def test_bad_files_are_clear_errors(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert words in str(info.value)

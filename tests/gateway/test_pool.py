@@ -1,0 +1,120 @@
+"""WarmPool policy, with the container launcher faked (the boundary): no Docker here."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from sandcell_gateway.config import TemplateConfig
+from sandcell_gateway.errors import ServiceUnavailable
+from sandcell_gateway.pool import WarmPool
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclasses.dataclass(eq=False)
+class FakeSandbox:
+    id: str
+
+
+class FakeLauncher:
+    """Launches instantly unless ``gate`` is closed; records what was destroyed."""
+
+    def __init__(self) -> None:
+        self.launched: list[str] = []
+        self.destroyed: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def launch(self, template: TemplateConfig, sandbox_id: str) -> FakeSandbox:
+        await self.gate.wait()
+        self.launched.append(sandbox_id)
+        return FakeSandbox(sandbox_id)
+
+    async def destroy(self, sandbox: FakeSandbox) -> None:
+        self.destroyed.append(sandbox.id)
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)  # poll the condition
+
+
+def make_pool(launcher: FakeLauncher, min_ready: int = 2, max_total: int = 4) -> WarmPool:
+    template = TemplateConfig("python", min_ready=min_ready, max_total=max_total)
+    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy)  # type: ignore[arg-type]
+    pool.start()
+    return pool
+
+
+async def test_fills_to_min_ready_and_refills_after_claim() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher)
+    await until(lambda: pool.stats()["ready"] == 2)
+    sandbox = await pool.claim(timeout=1)
+    assert sandbox.id in launcher.launched
+    await until(lambda: pool.stats()["ready"] == 2)
+    assert pool.stats()["claimed"] == 1
+    await pool.close()
+
+
+async def test_claim_does_not_launch_when_ready() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher)
+    await until(lambda: pool.stats()["ready"] == 2)
+    launcher.gate.clear()  # any launch now would block the claim
+    await asyncio.wait_for(pool.claim(timeout=5), 0.5)
+    await pool.close()
+
+
+async def test_concurrent_claims_never_share_a_sandbox() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=2, max_total=8)
+    claimed = await asyncio.gather(*(pool.claim(timeout=5) for _ in range(8)))
+    assert len({s.id for s in claimed}) == 8
+    await pool.close()
+
+
+async def test_never_exceeds_max_total_and_times_out_with_503() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, max_total=2)
+    await pool.claim(timeout=1)
+    await pool.claim(timeout=1)
+    with pytest.raises(ServiceUnavailable) as info:
+        await pool.claim(timeout=0.2)
+    assert info.value.status == 503 and "max_total 2" in info.value.message
+    assert len(launcher.launched) == 2
+    await pool.close()
+
+
+async def test_release_destroys_and_makes_room() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, max_total=1)
+    first = await pool.claim(timeout=1)
+    waiting = asyncio.ensure_future(pool.claim(timeout=5))
+    await pool.release(first)
+    second = await waiting
+    assert first.id in launcher.destroyed and second.id != first.id
+    await pool.close()
+
+
+async def test_discard_replaces_a_dead_ready_sandbox() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, max_total=2)
+    await until(lambda: pool.stats()["ready"] == 1)
+    dead = launcher.launched[0]
+    pool.discard(dead)
+    await until(lambda: len(launcher.launched) == 2 and pool.stats()["ready"] == 1)
+    assert dead in launcher.destroyed
+    await pool.close()
+
+
+async def test_close_destroys_ready_sandboxes() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher)
+    await until(lambda: pool.stats()["ready"] == 2)
+    await pool.close()
+    assert sorted(launcher.destroyed) == sorted(launcher.launched)
