@@ -159,9 +159,9 @@ class DockerBackend:
 
     async def remove_all(self) -> int:
         """Remove every container this gateway owns (used at start and at shutdown)."""
-        containers = await self._run(self.client.containers.list, all=True,
+        containers = await self._run(self.client.api.containers, all=True, quiet=True,
                                      filters={"label": _label_filters(self.labels)})
-        await asyncio.gather(*(self._run(self._remove_by_id, c.id) for c in containers))
+        await asyncio.gather(*(self._run(self._remove_by_id, c["Id"]) for c in containers))
         shutil.rmtree(self._config.state_dir, ignore_errors=True)
         return len(containers)
 

@@ -254,7 +254,7 @@ class ImageBuilder:
     def build(self, names: Iterable[str]) -> list[BuildResult]:
         """Bring ``names`` (and the bases they need) up to date."""
         for name in names:
-            self._ensure(self.recipes[name] if name in self.recipes else _missing(name))
+            self._ensure(self.recipes[recipe_name(self.recipes, name) or _missing(name)])
         return list(self._results.values())
 
     def _ensure(self, recipe: ImageRecipe) -> BuildResult:
@@ -268,11 +268,13 @@ class ImageBuilder:
         existing = find_image(self.client, recipe.tag)
         if existing is not None and self.options.only_missing:
             return _result(recipe, existing, "present", started)
-        if self._uses_override(recipe):
-            return self._ensure_dockerfile(recipe, existing, started)
         if recipe.kind == "rootfs":
-            return self._ensure_rootfs(recipe, existing, started)
-        return self._ensure_dockerfile(recipe, existing, started)
+            result = self._ensure_rootfs(recipe, existing, started)
+        else:
+            result = self._ensure_dockerfile(recipe, existing, started)
+        if existing is not None and result.image_id != existing.id:
+            remove_superseded(self.client, existing.id, self.log)
+        return result
 
     def _uses_override(self, recipe: ImageRecipe) -> bool:
         """--base replaces a debootstrap base for the images built directly on it."""
@@ -334,7 +336,7 @@ class ImageBuilder:
             wheels.link_tree(cached, context / "wheels")
 
 
-def _missing(name: str) -> ImageRecipe:
+def _missing(name: str) -> str:
     raise ImageBuildError(f"no image recipe named {name!r}")
 
 
@@ -350,6 +352,15 @@ def find_image(client: docker.DockerClient, tag: str) -> Any | None:
         return client.images.get(tag)
     except docker.errors.ImageNotFound:
         return None
+
+
+def remove_superseded(client: docker.DockerClient, image_id: str, log: Log) -> None:
+    """Drop the image a rebuild replaced, unless a container or child image still uses it."""
+    try:
+        client.images.remove(image_id)
+        log(f"    removed superseded image {image_id[7:19]}")
+    except docker.errors.APIError:
+        log(f"    kept superseded image {image_id[7:19]} (still in use)")
 
 
 def local_image(client: docker.DockerClient, reference: str, log: Log) -> Any:
@@ -390,12 +401,33 @@ def docker_build(
 
 
 def ensure_images(names: Iterable[str]) -> None:
-    """Build only the images (and needed bases) that do not exist; used at gateway start."""
-    client = _docker_client()
+    """Build only the images (and needed bases) that do not exist; used at gateway start.
+
+    ``names`` may be recipe names (``python``) or tags (``sandcell/python:latest``); a
+    tag no recipe builds must already be present, or the gateway could not run it.
+    """
+    client, recipes, names = _docker_client(), load_recipes(), list(names)
+    _check_foreign_images(client, recipes, names)
+    wanted = [name for name in names if recipe_name(recipes, name)]
     options = BuildOptions(only_missing=True)
-    for result in ImageBuilder(client, load_recipes(), options).build(names):
+    for result in ImageBuilder(client, recipes, options).build(wanted):
         if result.status == "built":
             _stderr(f"built {result.tag} in {result.seconds:.0f}s")
+
+
+def recipe_name(recipes: Mapping[str, ImageRecipe], name_or_tag: str) -> str | None:
+    """The recipe called ``name_or_tag`` or tagged so; None when no recipe builds it."""
+    if name_or_tag in recipes:
+        return name_or_tag
+    return next((r.name for r in recipes.values() if r.tag == name_or_tag), None)
+
+
+def _check_foreign_images(
+    client: docker.DockerClient, recipes: Mapping[str, ImageRecipe], names: Iterable[str]
+) -> None:
+    for name in names:
+        if recipe_name(recipes, name) is None and find_image(client, name) is None:
+            raise ImageBuildError(f"image {name!r} is not present and no recipe builds it")
 
 
 def _docker_client() -> docker.DockerClient:
@@ -431,11 +463,12 @@ def build_options(args: argparse.Namespace, recipes: Mapping[str, ImageRecipe]) 
 
 
 def build_targets(args: argparse.Namespace, recipes: Mapping[str, ImageRecipe]) -> list[str]:
-    """What to build: the NAMEs, or every recipe; with --base, not the debootstrap base."""
-    names = list(args.names) or list(recipes)
+    """The NAMEs, else every recipe (but no debootstrap base when --base replaces it)."""
+    if args.names:
+        return list(args.names)
     if args.base:
-        names = [name for name in names if recipes[name].kind != "rootfs"] if not args.names else names
-    return names
+        return [name for name, recipe in recipes.items() if recipe.kind != "rootfs"]
+    return list(recipes)
 
 
 def main(argv: Sequence[str]) -> int:

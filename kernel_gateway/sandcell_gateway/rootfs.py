@@ -15,6 +15,7 @@ The image build logic (recipes, hashes, Dockerfiles) lives in :mod:`imagebuild`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,6 +58,12 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
 """
+
+# Per-package chatter of debootstrap and apt: hundreds of lines that bury the progress.
+NOISE = re.compile(
+    r"^(I: (Retrieving|Validating|Extracting|Unpacking|Configuring) |Get:\d|Preparing to unpack"
+    r"|Unpacking |Selecting previously|\(Reading database|Setting up |Processing triggers)"
+)
 
 APT_NO_RECOMMENDS = 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n'
 
@@ -111,7 +118,7 @@ def parse_apt_sources(text: str) -> list[AptSource]:
 
 def _parse_one_line(text: str) -> list[AptSource]:
     """``deb [options] URI SUITE COMPONENT...``; deb-src and comments are ignored."""
-    sources = []
+    sources: list[AptSource] = []
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()
         if words[:1] != ["deb"]:
@@ -134,7 +141,7 @@ def _drop_options(words: list[str]) -> list[str]:
 
 def _parse_deb822(text: str) -> list[AptSource]:
     """Stanzas separated by blank lines with ``Types``, ``URIs`` and ``Suites`` fields."""
-    sources = []
+    sources: list[AptSource] = []
     for stanza in text.split("\n\n"):
         fields = _deb822_fields(stanza)
         if "deb" not in fields.get("types", "").split():
@@ -269,7 +276,8 @@ def run_logged(command: Sequence[str], log: Log, env: Mapping[str, str] | None =
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:
-        log("  " + line.rstrip())
+        if line.strip() and not NOISE.match(line):
+            log("  " + line.rstrip())
         tail = (tail + [line.rstrip()])[-20:]
     if process.wait() != 0:
         raise RootfsError(f"{command[0]} failed (exit {process.returncode}):\n" + "\n".join(tail))

@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .backend import ContainerHandle
@@ -75,7 +75,7 @@ class Sandbox:
                 raise KernelDied(event["content"]["message"])
 
     async def execute(self, code: str, *, timeout: float | None = None,
-                      silent: bool = False) -> AsyncIterator[Event]:
+                      silent: bool = False) -> AsyncGenerator[Event, None]:
         """Yield numbered events for one cell; see docs/api.md for their shapes.
 
         If the consumer stops early (client went away), the cell is interrupted and drained in

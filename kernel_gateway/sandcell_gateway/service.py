@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .backend import DockerBackend
@@ -117,7 +117,8 @@ class SandboxService:
         del self._sandboxes[sandbox_id]
         await self.pools[sandbox.template].release(sandbox)
 
-    def execute(self, sandbox_id: str, code: str, timeout: float | None) -> AsyncIterator[Event]:
+    def execute(self, sandbox_id: str, code: str, timeout: float | None
+                ) -> AsyncGenerator[Event, None]:
         return self.get(sandbox_id).execute(code, timeout=timeout)
 
     async def interrupt(self, sandbox_id: str) -> None:

@@ -59,12 +59,20 @@ def test_stream_is_live(client: sandcell.Client) -> None:
 
 
 def test_events_arrive_in_order(client: sandcell.Client) -> None:
-    code = "import sys\nfor i in range(50):\n    print(i, file=sys.stderr if i % 2 else sys.stdout)"
+    code = ("import sys\nfrom IPython.display import HTML, display\n"
+            "for i in range(100):\n    print(i, flush=True)\n    print(-i, file=sys.stderr)\n"
+            "print('before', flush=True)\ndisplay(HTML('<b>middle</b>'))\nprint('after')")
     with client.sessions.create() as session:
         events = list(session.execute_stream(code))
     assert [e.seq for e in events] == list(range(len(events)))
-    text = "".join(e.text for e in events if isinstance(e, sandcell.StreamEvent))
-    assert [int(n) for n in text.split()] == list(range(50))
+    out = "".join(e.text for e in events if isinstance(e, sandcell.StreamEvent) and e.name == "stdout")
+    err = "".join(e.text for e in events if isinstance(e, sandcell.StreamEvent) and e.name == "stderr")
+    assert out.split()[:100] == [str(i) for i in range(100)]
+    assert err.split() == [str(-i) for i in range(100)]
+    kinds = [e.msg_type for e in events if e.msg_type in ("stream", "display_data")
+             and ("middle" in str(e.content) or "before" in str(e.content)
+                  or "after" in str(e.content))]
+    assert kinds == ["stream", "display_data", "stream"]
 
 
 def test_matplotlib_png(client: sandcell.Client) -> None:

@@ -1,0 +1,1 @@
+"""Sandcell benchmarks: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,122 @@
+"""Run a real gateway in a subprocess on a free port: for tests, benchmarks and notebooks.
+
+Example::
+
+    with GatewayProcess(Path("/tmp/gw")) as gw:
+        gw.wait_ready()
+        client = sandcell.Client(base_url=gw.url, token=gw.token)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import docker
+import httpx
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG = """
+[gateway]
+gateway_id = "{gateway_id}"
+"""
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)  # poll interval
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class GatewayProcess:
+    """``sandcell serve --port 0`` in a subprocess, with its own token, id and runtime dir.
+
+    ``config`` is TOML text; ``{gateway_id}`` in it is replaced by the generated id.
+    """
+
+    def __init__(self, workdir: Path, config: str = DEFAULT_CONFIG) -> None:
+        self.workdir = workdir
+        self.gateway_id = f"sandcell-test-{secrets.token_hex(4)}"
+        self.token = secrets.token_urlsafe(16)
+        self.runtime_dir = workdir / "runtime"
+        self.log_path = workdir / "gateway.log"
+        self.config_path = workdir / "sandcell.toml"
+        self.config_path.write_text(config.replace("{gateway_id}", self.gateway_id))
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProcess:
+        env = {**os.environ, "SANDCELL_TOKEN": self.token,
+               "SANDCELL_RUNTIME_DIR": str(self.runtime_dir)}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "sandcell_gateway.cli", "serve", "--port", "0",
+                 "--config", str(self.config_path), "--no-build"],
+                env=env, stdout=log, stderr=subprocess.STDOUT)
+        runtime_file = wait_for(self._runtime_file, 60, "the gateway's runtime file")
+        self.url = json.loads(runtime_file.read_text())["url"]
+        return self
+
+    def _runtime_file(self) -> Path | None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+        files = list(self.runtime_dir.glob("gateway-*.json"))
+        return files[0] if files else None
+
+    def stop(self) -> int:
+        """SIGTERM, like a user's Ctrl-C; return the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/api/v1/health", timeout=10).json())
+
+    def wait_ready(self, template: str = "python", count: int | None = None,
+                   timeout: float = 120) -> None:
+        """Block until the template's pool holds ``count`` (default ``min_ready``) ready."""
+        def ready() -> bool:
+            pool = self.health()["pools"][template]
+            return bool(pool["ready"] >= (pool["min_ready"] if count is None else count))
+
+        wait_for(ready, timeout, f"the {template} pool to fill")
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def containers(self) -> list[dict[str, Any]]:
+        """This gateway's containers (docker's list summaries), found by label."""
+        client = docker.APIClient()
+        try:
+            return list(client.containers(
+                all=True, filters={"label": f"org.sandcell.gateway={self.gateway_id}"}))
+        finally:
+            client.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

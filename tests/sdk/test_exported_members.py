@@ -1,0 +1,22 @@
+"""Everything public is in ``sandcell.__all__``, which is sorted (as httpx's test does)."""
+
+from __future__ import annotations
+
+import sandcell
+
+
+def test_all_public_names_are_exported_and_sorted() -> None:
+    public = [name for name in vars(sandcell) if not name.startswith("_") or name == "__version__"]
+    assert sandcell.__all__ == sorted(public)
+
+
+def test_every_exported_class_has_a_docstring_with_an_example() -> None:
+    for name in sandcell.__all__:
+        member = getattr(sandcell, name)
+        if isinstance(member, type):
+            doc = member.__doc__ or ""
+            assert ">>>" in doc or "Example::" in doc, name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(sandcell.__version__, str) and sandcell.__version__.count(".") == 2
