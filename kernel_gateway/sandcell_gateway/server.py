@@ -12,7 +12,8 @@ import tornado.netutil
 
 from .backend import DockerBackend
 from .config import GatewayConfig
-from .handlers import make_app
+from .app import make_app
+from .base import Deps
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .service import SandboxService
 
@@ -27,7 +28,7 @@ async def serve(config: GatewayConfig) -> None:
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(
-        make_app(service, token, config.max_body_size),
+        make_app(Deps(service, token, config.max_body_size)),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"
