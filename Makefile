@@ -23,3 +23,7 @@ typecheck: install
 
 test: images typecheck
 	$(PYTHON) -m pytest
+
+bench: images
+	$(PYTHON) -m pip install --quiet -e '.[bench]'
+	$(PYTHON) -m bench $(BENCH_ARGS)

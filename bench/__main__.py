@@ -10,7 +10,7 @@ from pathlib import Path
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
-from . import scenarios
+from . import baselines, scenarios
 from .stats import Sample, table
 
 CONFIG = """
@@ -22,7 +22,8 @@ min_ready = 2
 max_total = 8
 """
 
-BASELINES = {"1+1 round trip": "raw jupyter_client (local kernel)"}
+BASELINES = {"1+1 round trip": "raw jupyter_client (local kernel)",
+             "new kernel to first 1+1 result": "Jupyter Kernel Gateway"}
 
 
 def main() -> None:
@@ -31,7 +32,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
     args = parser.parse_args()
     ensure_images(["python"])
+    cold_runs = max(3, args.runs // 5)
     samples: list[Sample] = [scenarios.raw_jupyter_round_trip(args.runs)]
+    kg = baselines.KernelGateway()
+    try:
+        samples += [baselines.kg_round_trip(kg, args.runs),
+                    baselines.kg_first_result(kg, cold_runs)]
+    finally:
+        kg.stop()
+    samples += [baselines.container_per_request(cold_runs),
+                baselines.local_kernel_first_result(cold_runs)]
     with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), CONFIG) as gw:
         gw.wait_ready()
         samples += [scenarios.sdk_round_trip(gw, args.runs),

@@ -82,7 +82,7 @@ def first_result(gw: GatewayProcess, runs: int) -> Sample:
             with client.sessions.create() as session:
                 _check(session.execute("1+1"))
                 times.append(time.perf_counter() - start)
-    return Sample("new sandbox to first 1+1 result", "sandcell SDK", times)
+    return Sample("new kernel to first 1+1 result", "sandcell SDK (warm claim)", times)
 
 
 __all__ = ["async_sdk_round_trip", "claim_latency", "first_result",

@@ -45,7 +45,7 @@ def table(samples: list[Sample], baselines: dict[str, str]) -> str:
     """Markdown: one row per sample, with its ratio to the scenario's baseline system."""
     rows = ["| scenario | system | median ms | p95 ms | N | vs baseline |",
             "|---|---|---:|---:|---:|---:|"]
-    for s in samples:
+    for s in sorted(samples, key=lambda s: s.scenario):
         base = next((b for b in samples if b.scenario == s.scenario
                      and b.system == baselines.get(s.scenario)), None)
         ratio = f"{s.median_ms / base.median_ms:.2f}x" if base and base is not s else "baseline"
