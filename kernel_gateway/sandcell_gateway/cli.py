@@ -38,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sandcell: {exc}", file=sys.stderr)
         return 2
     if not args.no_build:
-        from .imagebuild import ensure_images
+        from .imagebuild import ImageBuildError, ensure_images
 
-        ensure_images(sorted({t.image for t in config.templates.values()}))
+        try:
+            ensure_images(sorted({t.image for t in config.templates.values()}))
+        except ImageBuildError as exc:
+            print(f"sandcell: cannot build the sandbox images: {exc}", file=sys.stderr)
+            return 1
     from .server import serve
 
     asyncio.run(serve(config))

@@ -42,7 +42,7 @@ RECIPE_LABEL = "org.sandcell.recipe"
 # Bump when the builder itself changes how an image is made, to invalidate old images.
 BUILDER_VERSION = "1"
 KINDS = ("rootfs", "dockerfile")
-IGNORED_FILES = frozenset({"__pycache__", ".DS_Store", "README.md"})
+IGNORED_FILES = frozenset({"__pycache__", ".DS_Store", "README.md", ".pytest_cache"})
 
 
 class ImageBuildError(RuntimeError):
@@ -169,8 +169,14 @@ def _lineage(recipes: Mapping[str, ImageRecipe], name: str) -> list[ImageRecipe]
 
 
 def recipe_files(directory: Path) -> Iterator[Path]:
-    """The files that define an image, in a stable order (docs and caches excluded)."""
-    for path in sorted(directory.rglob("*")):
+    """The files that define an image, in a stable order (docs and caches excluded).
+
+    Symlinked directories are followed, as the build context copies them: a recipe can
+    link a package of this source tree into its context (``plugin-python`` does).
+    """
+    found = [Path(root) / name for root, _, names in os.walk(directory, followlinks=True)
+             for name in names]
+    for path in sorted(found):
         relative = path.relative_to(directory)
         if path.is_file() and not IGNORED_FILES.intersection(relative.parts):
             yield path
@@ -252,9 +258,17 @@ class ImageBuilder:
         self._results: dict[str, BuildResult] = {}
 
     def build(self, names: Iterable[str]) -> list[BuildResult]:
-        """Bring ``names`` (and the bases they need) up to date."""
-        for name in names:
-            self._ensure(self.recipes[recipe_name(self.recipes, name) or _missing(name)])
+        """Bring ``names`` (and the bases they need) up to date.
+
+        Every failure leaves as ImageBuildError, so callers handle one exception type.
+        """
+        try:
+            for name in names:
+                self._ensure(self.recipes[recipe_name(self.recipes, name) or _missing(name)])
+        except (rootfs.RootfsError, wheels.WheelError) as exc:
+            raise ImageBuildError(str(exc)) from exc
+        except docker.errors.DockerException as exc:
+            raise ImageBuildError(f"Docker Engine error: {exc}") from exc
         return list(self._results.values())
 
     def _ensure(self, recipe: ImageRecipe) -> BuildResult:
@@ -327,7 +341,8 @@ class ImageBuilder:
 
     def _prepare_context(self, recipe: ImageRecipe, base_ref: str, context: Path) -> None:
         """The recipe's files, plus ``wheels/`` matching the base's Python and platform."""
-        shutil.copytree(recipe.directory, context, dirs_exist_ok=True)
+        ignore = shutil.ignore_patterns(*IGNORED_FILES)
+        shutil.copytree(recipe.directory, context, ignore=ignore, dirs_exist_ok=True)
         (context / "wheels").mkdir(exist_ok=True)
         if recipe.requirements is not None:
             target = wheels.probe_python(self.client, base_ref)
@@ -372,7 +387,8 @@ def local_image(client: docker.DockerClient, reference: str, log: Log) -> Any:
     try:
         return client.images.pull(reference)
     except docker.errors.APIError as exc:
-        raise ImageBuildError(f"--base {reference}: not present locally and pull failed: {exc}") from exc
+        message = f"--base {reference}: not present locally and pull failed: {exc}"
+        raise ImageBuildError(message) from exc
 
 
 def docker_build(
@@ -479,7 +495,7 @@ def main(argv: Sequence[str]) -> int:
         if args.command == "list":
             return list_images(_docker_client(), recipes)
         return run_build(_docker_client(), recipes, args)
-    except (ImageBuildError, rootfs.RootfsError, wheels.WheelError) as exc:
+    except ImageBuildError as exc:
         _stderr(f"error: {exc}")
         return 1
 
@@ -498,20 +514,20 @@ def run_build(
 def format_result(result: BuildResult) -> str:
     """One summary line: name, tag, what happened, how long, how big."""
     return (
-        f"{result.name:<12} {result.tag:<28} {result.status:<10} "
+        f"{result.name:<16} {result.tag:<32} {result.status:<10} "
         f"{result.seconds:6.1f}s  {result.size / 1e6:7.0f} MB  {result.image_id[7:19]}"
     )
 
 
 def list_images(client: docker.DockerClient, recipes: Mapping[str, ImageRecipe]) -> int:
     """Print each recipe's image: id, size, and whether its recipe label is current."""
-    print(f"{'NAME':<12} {'TAG':<28} {'STATE':<10} {'SIZE':>8}  ID")
+    print(f"{'NAME':<16} {'TAG':<32} {'STATE':<10} {'SIZE':>8}  ID")
     for recipe in build_order(recipes, recipes):
         image = find_image(client, recipe.tag)
         size = f"{int(image.attrs['Size']) / 1e6:.0f} MB" if image else "-"
         ident = str(image.id)[7:19] if image else "-"
         state = image_state(client, recipes, recipe, image)
-        print(f"{recipe.name:<12} {recipe.tag:<28} {state:<10} {size:>8}  {ident}")
+        print(f"{recipe.name:<16} {recipe.tag:<32} {state:<10} {size:>8}  {ident}")
     return 0
 
 

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,9 +44,6 @@ CLEAN_GLOBS = (
     "var/log/apt/*",
     "usr/share/man/*",
     "usr/share/info/*",
-    "usr/share/doc/*/changelog*",
-    "usr/share/doc/*/NEWS*",
-    "usr/share/doc/*/README*",
     "etc/resolv.conf",
 )
 
@@ -84,7 +81,7 @@ class RootfsSpec:
     variant: str = "minbase"
     include: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
-    changes: tuple[str, ...] = field(default=())
+    changes: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> RootfsSpec:
@@ -312,6 +309,9 @@ class TemporaryRootfs:
 
     def __init__(self, parent: Path | None = None) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="sandcell-rootfs-", dir=parent or "/var/tmp"))
+        # mkdtemp's 0700 would become the mode of the image's "/" (and lock out apt's
+        # unprivileged _apt user inside the chroot).
+        self.path.chmod(0o755)
 
     def __enter__(self) -> Path:
         return self.path

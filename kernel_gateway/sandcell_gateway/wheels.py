@@ -35,7 +35,8 @@ class WheelError(RuntimeError):
 
 PROBE = (
     "import platform, sys; "
-    "print(sys.implementation.name, *sys.version_info[:2], platform.machine(), *platform.libc_ver())"
+    "print(sys.implementation.name, *sys.version_info[:2], "
+    "platform.machine(), *platform.libc_ver())"
 )
 # The oldest glibc each architecture has manylinux wheels for (PEP 600 / PEP 599).
 OLDEST_GLIBC = {"x86_64": 5, "i686": 5}
@@ -144,6 +145,7 @@ def ensure_wheels(requirements: Path, target: PythonTarget, log: Log) -> Path:
     cached.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=cached.name + ".partial-", dir=cached.parent))
     try:
+        log(f"    downloading wheels for {target.describe()} into {cached}")
         run_pip_download(pip_download_command(requirements, target, scratch), log)
         scratch.rename(cached)
     finally:
@@ -153,7 +155,6 @@ def ensure_wheels(requirements: Path, target: PythonTarget, log: Log) -> Path:
 
 def run_pip_download(command: list[str], log: Log) -> None:
     """pip's output goes to the progress log; a failure keeps pip's own explanation."""
-    log("    $ pip download ... (see ~/.cache/sandcell/wheels)")
     done = subprocess.run(command, capture_output=True, text=True)
     for line in done.stdout.splitlines():
         if line.startswith(("Saved", "Successfully")):
