@@ -11,7 +11,7 @@ from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
 from . import baselines, scenarios
-from .stats import Sample, table
+from .stats import Sample, Target, table, targets_table
 
 CONFIG = """
 [gateway]
@@ -21,6 +21,13 @@ gateway_id = "{gateway_id}"
 min_ready = 2
 max_total = 8
 """
+
+FIRST = "new kernel to first 1+1 result"
+TARGETS = [
+    Target(FIRST, "sandcell SDK (warm claim)", "Jupyter Kernel Gateway", 30, under_ms=20),
+    Target(FIRST, "sandcell SDK (warm claim)", "container per request", 30),
+    Target("1+1 round trip", "sandcell SDK (sync)", "raw jupyter_client (local kernel)", 1 / 1.5),
+]
 
 BASELINES = {"1+1 round trip": "raw jupyter_client (local kernel)",
              "new kernel to first 1+1 result": "Jupyter Kernel Gateway"}
@@ -49,6 +56,8 @@ def main() -> None:
                     scenarios.claim_latency(gw, args.runs),
                     scenarios.first_result(gw, max(5, args.runs // 2))]
     print(table(samples, BASELINES))
+    print()
+    print(targets_table(TARGETS, samples))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
     print(f"\nwrote {args.json}")

@@ -52,3 +52,40 @@ def table(samples: list[Sample], baselines: dict[str, str]) -> str:
         rows.append(f"| {s.scenario} | {s.system} | {s.median_ms:.2f} | {s.p95_ms:.2f} | "
                     f"{len(s.seconds)} | {ratio} |")
     return "\n".join(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A claim the table must back: ``system`` is at least ``factor`` times faster (median)
+    than ``baseline`` in ``scenario``, and optionally under ``under_ms``."""
+
+    scenario: str
+    system: str
+    baseline: str
+    factor: float
+    under_ms: float | None = None
+
+    def judge(self, samples: list[Sample]) -> str:
+        mine, base = self._find(samples, self.system), self._find(samples, self.baseline)
+        if mine is None or base is None:
+            return f"| {self.describe()} | not measured | - |"
+        speedup = base.median_ms / mine.median_ms
+        ok = speedup >= self.factor and (self.under_ms is None or mine.median_ms < self.under_ms)
+        ratio = f"{speedup:.1f}x faster" if self.factor >= 1 else f"{1 / speedup:.2f}x the time"
+        return (f"| {self.describe()} | {ratio}, {mine.median_ms:.1f} ms | "
+                f"{'pass' if ok else 'FAIL'} |")
+
+    def describe(self) -> str:
+        speed = (f"{self.factor:g}x faster than" if self.factor >= 1
+                 else f"at most {1 / self.factor:g}x the time of")
+        limit = f", under {self.under_ms:g} ms p50" if self.under_ms else ""
+        return f"{self.scenario}: {self.system} {speed} {self.baseline}{limit}"
+
+    def _find(self, samples: list[Sample], system: str) -> Sample | None:
+        return next((s for s in samples if s.scenario == self.scenario and s.system == system),
+                    None)
+
+
+def targets_table(targets: list[Target], samples: list[Sample]) -> str:
+    rows = ["| target | measured | result |", "|---|---|---|"]
+    return "\n".join(rows + [t.judge(samples) for t in targets])
