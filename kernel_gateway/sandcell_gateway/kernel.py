@@ -13,17 +13,19 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
-from jupyter_client.session import Session
+from jupyter_client.session import DELIM, Session
 
 log = logging.getLogger(__name__)
 
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+# A subscriber sees every message as (channel, msg); (channel, None) once the kernel is gone.
+Subscriber = Callable[[str, "dict[str, Any] | None"], None]
 # Output messages forwarded to clients; others (comm_*, debug_event, ...) are not execution output.
 OUTPUT_TYPES = frozenset(
     {"stream", "display_data", "update_display_data", "execute_input", "execute_result",
@@ -58,13 +60,17 @@ def _chown(path: Path, uid: int) -> None:
 
 
 class KernelConnection:
-    """Shell, IOPub and control sockets to one kernel, with replies routed by parent msg_id.
+    """Shell, control, stdin and IOPub sockets to one kernel; replies routed by parent msg_id.
+
+    Besides the routed requests, ``subscribe`` sees every message and ``send_parts`` passes a
+    client's message through, re-signed with the kernel's key (the Jupyter WebSocket bridge).
 
     Example::
 
         conn = KernelConnection(info)
         await conn.wait_ready(deadline=30)
-        async for msg in conn.execute("1+1"):
+        pending = await conn.execute("1+1")
+        while (msg := await pending.next()) is not None:
             print(msg["msg_type"], msg["content"])
         conn.close()
     """
@@ -74,23 +80,33 @@ class KernelConnection:
                                 username="sandcell")
         self._context = context or zmq.asyncio.Context.instance()
         base = f"ipc://{info['ip']}"
-        self._shell = self._socket(zmq.DEALER, f"{base}-{info['shell_port']}")
-        self._control = self._socket(zmq.DEALER, f"{base}-{info['control_port']}")
-        self._iopub = self._socket(zmq.SUB, f"{base}-{info['iopub_port']}")
+        # stdin shares the shell's identity: the kernel sends input_request to that identity
+        self._sockets = {
+            "shell": self._socket(zmq.DEALER, f"{base}-{info['shell_port']}", identity=True),
+            "control": self._socket(zmq.DEALER, f"{base}-{info['control_port']}"),
+            "stdin": self._socket(zmq.DEALER, f"{base}-{info['stdin_port']}", identity=True),
+            "iopub": self._socket(zmq.SUB, f"{base}-{info['iopub_port']}"),
+        }
+        self._shell, self._control = self._sockets["shell"], self._sockets["control"]
+        self._iopub = self._sockets["iopub"]
         self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self._waiters: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
-        self._readers = [asyncio.ensure_future(self._read(s)) for s in
-                         (self._shell, self._control, self._iopub)]
+        self._subscribers: list[Subscriber] = []
+        self._readers = [asyncio.ensure_future(self._read(name, s))
+                         for name, s in self._sockets.items()]
+        self.execution_state = "starting"
         self.closed = False
 
-    def _socket(self, kind: int, address: str) -> zmq.asyncio.Socket:
+    def _socket(self, kind: int, address: str, identity: bool = False) -> zmq.asyncio.Socket:
         sock = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if identity:
+            sock.setsockopt(zmq.IDENTITY, self._session.bsession)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)  # the ipc file appears when the kernel binds
         sock.connect(address)
         return sock
 
-    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+    async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
         while True:
             try:
                 frames = await sock.recv_multipart()
@@ -102,9 +118,46 @@ class KernelConnection:
             except Exception:  # a malformed or mis-signed message must not kill the reader
                 log.warning("dropped an unreadable kernel message", exc_info=True)
                 continue
-            queue = self._waiters.get(msg["parent_header"].get("msg_id", ""))
-            if queue is not None:
-                queue.put_nowait(msg)
+            self._dispatch(channel, msg)
+
+    def _dispatch(self, channel: str, msg: dict[str, Any]) -> None:
+        if channel == "iopub" and msg["msg_type"] == "status":
+            self.execution_state = str(msg["content"].get("execution_state", "idle"))
+        queue = self._waiters.get(msg["parent_header"].get("msg_id", ""))
+        if queue is not None:
+            queue.put_nowait(msg)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(channel, msg)
+            except Exception:  # one broken subscriber must not starve the others
+                log.exception("a kernel message subscriber failed")
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber(channel, msg)`` for every message; return the unsubscribe function.
+
+        ``msg`` is deserialized (``header``, ``parent_header``, ``metadata``, ``content``,
+        ``buffers``); ``None`` means the kernel is gone and no message will follow.
+        """
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    async def send_parts(self, channel: str, parts: Sequence[bytes]) -> None:
+        """Send a client's serialized message, signed with the kernel's key.
+
+        ``parts`` are the JSON ``header``, ``parent_header``, ``metadata``, ``content``, then
+        any buffers. The client's header (msg_id, session) is kept, so replies route back.
+        """
+        if channel not in ("shell", "control", "stdin"):
+            raise ValueError(f"cannot send on channel {channel!r}")
+        if self.closed:
+            raise KernelGone("the kernel connection is closed")
+        signature = self._session.sign(list(parts[:4]))
+        await self._sockets[channel].send_multipart([DELIM, signature, *parts])
 
     async def request(self, sock_name: str, msg_type: str, content: dict[str, Any],
                       timeout: float) -> dict[str, Any]:
@@ -181,9 +234,13 @@ class KernelConnection:
         await self.request("control", "interrupt_request", {}, timeout)
 
     def fail_pending(self) -> None:
-        """Wake every waiter with :class:`KernelGone` (the container died)."""
+        """Wake every waiter with :class:`KernelGone` and tell subscribers (the container died)."""
+        self.execution_state = "dead"
         for queue in self._waiters.values():
             queue.put_nowait(None)
+        subscribers, self._subscribers = self._subscribers, []
+        for subscriber in subscribers:
+            subscriber("", None)
 
     def close(self) -> None:
         if self.closed:
@@ -192,7 +249,7 @@ class KernelConnection:
         self.fail_pending()
         for reader in self._readers:
             reader.cancel()
-        for sock in (self._shell, self._control, self._iopub):
+        for sock in self._sockets.values():
             sock.close(linger=0)
 
 
