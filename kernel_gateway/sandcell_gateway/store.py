@@ -1,0 +1,310 @@
+"""Session history in an embedded SQLite store, and its export as a Jupyter notebook.
+
+Every execution a client asks for is recorded when it finishes: its code, its outputs already
+in nbformat's shape, its execution count and its timings. ``GET /api/v1/sandboxes/{id}/notebook``
+turns a sandbox's history into a ``.ipynb`` document (nbformat 4.5).
+
+SQLite calls are blocking; they run on one dedicated thread that owns the connection, so the
+event loop never waits on a disk sync and the connection is never shared between threads.
+
+Example::
+
+    store = HistoryStore(Path("/tmp/history.sqlite3"))
+    await store.open()
+    await store.add_sandbox("sbx_0123456789abcdef", "python", {}, {"name": "python"})
+    recorder = CellRecorder("1+1")
+    for event in events:
+        recorder.add(event)
+    await store.add_cell("sbx_0123456789abcdef", recorder.finish())
+    notebook = await store.notebook("sbx_0123456789abcdef")
+    await store.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    template TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    deleted_at REAL,
+    metadata TEXT NOT NULL,
+    language_info TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    execution_count INTEGER,
+    status TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    outputs TEXT NOT NULL,
+    notes TEXT NOT NULL,
+    PRIMARY KEY (sandbox_id, position)
+);
+"""
+
+
+@dataclasses.dataclass
+class CellRecord:
+    """One finished execution, outputs already in nbformat's ``outputs`` shape."""
+
+    code: str
+    execution_count: int | None
+    status: str | None  # the kernel's reply status; None if the stream ended without one
+    started_at: float
+    finished_at: float
+    outputs: list[dict[str, Any]]
+    notes: dict[str, Any]  # gateway events that are not outputs: timeout, gateway_error
+
+
+class CellRecorder:
+    """Folds one execution's events into a :class:`CellRecord`, as a notebook front end would.
+
+    >>> rec = CellRecorder("print(1)", started_at=0.0)
+    >>> rec.add({"msg_type": "stream", "content": {"name": "stdout", "text": "1\\n"}})
+    >>> rec.add({"msg_type": "execute_reply", "content": {"status": "ok", "execution_count": 1}})
+    >>> rec.finish(finished_at=0.5).outputs
+    [{'output_type': 'stream', 'name': 'stdout', 'text': '1\\n'}]
+    """
+
+    def __init__(self, code: str, started_at: float | None = None) -> None:
+        self.record = CellRecord(code, None, None, time.time() if started_at is None else started_at,
+                                 0.0, [], {})
+        self._display_ids: dict[int, str] = {}  # output index -> display_id
+        self._clear_pending = False
+
+    def add(self, event: dict[str, Any]) -> None:
+        msg_type, content = event["msg_type"], event.get("content", {})
+        handler = _HANDLERS.get(msg_type)
+        if handler is not None:
+            handler(self, content)
+
+    def finish(self, finished_at: float | None = None) -> CellRecord:
+        self.record.finished_at = time.time() if finished_at is None else finished_at
+        return self.record
+
+    def _output(self, output: dict[str, Any], display_id: str | None = None) -> None:
+        if self._clear_pending:
+            self._clear_now()
+        outputs = self.record.outputs
+        last = outputs[-1] if outputs else None
+        if (output["output_type"] == "stream" and last is not None
+                and last["output_type"] == "stream" and last["name"] == output["name"]):
+            last["text"] += output["text"]  # Jupyter front ends merge consecutive chunks too
+            return
+        if display_id is not None:
+            self._display_ids[len(outputs)] = display_id
+        outputs.append(output)
+
+    def _clear_now(self) -> None:
+        self._clear_pending = False
+        self.record.outputs.clear()
+        self._display_ids.clear()
+
+    def _stream(self, content: dict[str, Any]) -> None:
+        self._output({"output_type": "stream", "name": content.get("name", "stdout"),
+                      "text": str(content.get("text", ""))})
+
+    def _display(self, content: dict[str, Any]) -> None:
+        self._output({"output_type": "display_data", **_bundle(content)}, _display_id(content))
+
+    def _update_display(self, content: dict[str, Any]) -> None:
+        display_id = _display_id(content)
+        for index, known in self._display_ids.items():
+            if known == display_id:
+                self.record.outputs[index].update(_bundle(content))
+
+    def _execute_result(self, content: dict[str, Any]) -> None:
+        self._count(content)
+        self._output({"output_type": "execute_result", **_bundle(content),
+                      "execution_count": content.get("execution_count")})
+
+    def _error(self, content: dict[str, Any]) -> None:
+        self._output({"output_type": "error", "ename": str(content.get("ename", "")),
+                      "evalue": str(content.get("evalue", "")),
+                      "traceback": [str(line) for line in content.get("traceback") or []]})
+
+    def _clear(self, content: dict[str, Any]) -> None:
+        self._clear_pending = True
+        if not content.get("wait"):
+            self._clear_now()
+
+    def _count(self, content: dict[str, Any]) -> None:
+        if isinstance(content.get("execution_count"), int):
+            self.record.execution_count = content["execution_count"]
+
+    def _reply(self, content: dict[str, Any]) -> None:
+        self._count(content)
+        self.record.status = content.get("status")
+
+
+def _note(name: str) -> Callable[[CellRecorder, dict[str, Any]], None]:
+    def note(recorder: CellRecorder, content: dict[str, Any]) -> None:
+        recorder.record.notes[name] = content
+    return note
+
+
+def _bundle(content: dict[str, Any]) -> dict[str, Any]:
+    return {"data": dict(content.get("data") or {}), "metadata": dict(content.get("metadata") or {})}
+
+
+def _display_id(content: dict[str, Any]) -> str | None:
+    display_id = (content.get("transient") or {}).get("display_id")
+    return display_id if isinstance(display_id, str) else None
+
+
+_HANDLERS: dict[str, Callable[[CellRecorder, dict[str, Any]], None]] = {
+    "stream": CellRecorder._stream,
+    "display_data": CellRecorder._display,
+    "update_display_data": CellRecorder._update_display,
+    "execute_result": CellRecorder._execute_result,
+    "error": CellRecorder._error,
+    "clear_output": CellRecorder._clear,
+    "execute_input": CellRecorder._count,
+    "execute_reply": CellRecorder._reply,
+    "timeout": _note("timeout"),
+    "gateway_error": _note("gateway_error"),
+}
+
+
+class HistoryStore:
+    """Sandboxes and their executed cells in one SQLite file; see the module docstring."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; one writer thread
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+        self.path.chmod(0o600)  # code and outputs may hold secrets
+        self._db = db
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "HistoryStore.open() was not awaited"
+        return self._db
+
+    async def add_sandbox(self, sandbox_id: str, template: str, metadata: dict[str, str],
+                          language_info: dict[str, Any]) -> None:
+        await self._run(self.db.execute,
+                        "INSERT OR REPLACE INTO sandboxes VALUES (?, ?, ?, NULL, ?, ?)",
+                        (sandbox_id, template, time.time(), json.dumps(metadata),
+                         json.dumps(language_info)))
+
+    async def mark_deleted(self, sandbox_id: str) -> None:
+        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ? WHERE id = ? "
+                        "AND deleted_at IS NULL", (time.time(), sandbox_id))
+
+    async def mark_all_deleted(self) -> None:
+        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ? "
+                        "WHERE deleted_at IS NULL", (time.time(),))
+
+    async def add_cell(self, sandbox_id: str, cell: CellRecord) -> None:
+        await self._run(self._add_cell, sandbox_id, cell)
+
+    def _add_cell(self, sandbox_id: str, cell: CellRecord) -> None:
+        self.db.execute(
+            "INSERT INTO cells VALUES (?, (SELECT COUNT(*) FROM cells WHERE sandbox_id = ?),"
+            " ?, ?, ?, ?, ?, ?, ?)",
+            (sandbox_id, sandbox_id, cell.code, cell.execution_count, cell.status,
+             cell.started_at, cell.finished_at, json.dumps(cell.outputs), json.dumps(cell.notes)))
+
+    async def purge(self, deleted_before: float) -> int:
+        """Forget sandboxes deleted before ``deleted_before``; return how many."""
+        cursor = await self._run(self.db.execute, "DELETE FROM sandboxes WHERE deleted_at < ?",
+                                 (deleted_before,))
+        return cursor.rowcount
+
+    async def notebook(self, sandbox_id: str) -> dict[str, Any] | None:
+        """The sandbox's history as an nbformat 4.5 notebook; ``None`` if it is not known."""
+        return await self._run(self._notebook, sandbox_id)
+
+    def _notebook(self, sandbox_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT template, created_at, deleted_at, metadata, language_info "
+                              "FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()
+        if row is None:
+            return None
+        template, created_at, deleted_at, metadata, language_info = row
+        cells = self.db.execute("SELECT position, code, execution_count, status, started_at, "
+                                "finished_at, outputs, notes FROM cells WHERE sandbox_id = ? "
+                                "ORDER BY position", (sandbox_id,)).fetchall()
+        sandcell = {"sandbox_id": sandbox_id, "template": template, "created_at": iso(created_at),
+                    "deleted_at": iso(deleted_at) if deleted_at else None,
+                    "metadata": json.loads(metadata)}
+        return notebook_document([_cell(*cell) for cell in cells], template,
+                                 json.loads(language_info), sandcell)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+
+def _cell(position: int, code: str, execution_count: int | None, status: str | None,
+          started_at: float, finished_at: float, outputs: str, notes: str) -> dict[str, Any]:
+    """One code cell; timings use JupyterLab's ``execution`` metadata keys, so its
+    "record timing" display shows them, plus Sandcell's own summary."""
+    timing = {"status": status, "started": iso(started_at), "finished": iso(finished_at),
+              "duration": round(finished_at - started_at, 6), **json.loads(notes)}
+    return {
+        "cell_type": "code", "id": f"cell-{position}", "source": code,
+        "execution_count": execution_count, "outputs": json.loads(outputs),
+        "metadata": {"execution": {"iopub.execute_input": iso(started_at),
+                                   "shell.execute_reply": iso(finished_at)},
+                     "sandcell": timing},
+    }
+
+
+def notebook_document(cells: list[dict[str, Any]], template: str,
+                      language_info: dict[str, Any], sandcell: dict[str, Any]) -> dict[str, Any]:
+    language = str(language_info.get("name") or "python")
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3" if language == "python" else language,
+                           "display_name": f"{language.capitalize()} (Sandcell {template})",
+                           "language": language},
+            "language_info": {"name": language, **language_info},
+            "sandcell": sandcell,
+        },
+        "cells": cells,
+    }
+
+
+def iso(ts: float) -> str:
+    """UTC ISO 8601 with microseconds, as Jupyter writes timings.
+
+    >>> iso(0.25)
+    '1970-01-01T00:00:00.250000Z'
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
