@@ -7,7 +7,7 @@ STAMP := .cache/install.stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system-deps
+$(STAMP): pyproject.toml scripts/install-system-deps $(wildcard kernel_gateway/*/__init__.py sdk/*/__init__.py)
 	scripts/install-system-deps
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	@mkdir -p $(dir $@) && touch $@

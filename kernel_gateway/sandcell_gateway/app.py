@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tornado.web
 
-from . import handlers
+from . import handlers, jupyter_api
 from .base import Deps, FallbackHandler
+from .plugins import handlers as plugin_handlers
 
 
 def make_app(deps: Deps) -> tornado.web.Application:
-    """Sandbox routes (``/api/v1``); a JSON 404 for anything else."""
-    routes = [*handlers.ROUTES]
+    """Sandbox and plugin routes (``/api/v1``), Jupyter routes (``/api``); a JSON 404 for anything else."""
+    routes = [*handlers.ROUTES, *plugin_handlers.ROUTES, *jupyter_api.ROUTES]
     return tornado.web.Application(
         [(pattern, handler, {"deps": deps}) for pattern, handler in routes],
         default_handler_class=FallbackHandler, default_handler_args={"deps": deps})

@@ -6,13 +6,16 @@ import dataclasses
 import hmac
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
 from .errors import GatewayError, NotFound, PayloadTooLarge, Unauthorized
 from .service import SandboxService
 from .validation import Field, parse_body
+
+if TYPE_CHECKING:
+    from .plugins.service import PluginService
 
 STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
                 405: "method_not_allowed", 413: "body_too_large"}
@@ -25,6 +28,7 @@ class Deps:
     service: SandboxService
     token: str
     max_body_size: int = 1 << 20
+    plugins: PluginService | None = None  # None: the plugin runtime is disabled
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -54,10 +58,11 @@ class BaseHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"request body over {self.max_body_size} bytes")
 
     def _authorized(self) -> bool:
+        """``Authorization: Bearer|token <t>``, or ``?token=<t>`` (WebSocket clients send that)."""
         scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token"):
-            return False
-        return hmac.compare_digest(given.strip().encode(), self.token.encode())
+            given = self.get_query_argument("token", "")
+        return bool(given) and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     def check_xsrf_cookie(self) -> None:
         """Token-authenticated JSON API: no cookies, so no XSRF to check."""

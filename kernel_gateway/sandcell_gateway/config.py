@@ -13,6 +13,10 @@ Example ``sandcell.toml``::
     [templates.python.limits]
     memory = "1g"
     network = "none"
+
+    [plugins]
+    dir = "plugins"          # a directory of plugin directories, each with a plugin.json
+    min_ready = 1            # warm workers kept per plugin
 """
 
 from __future__ import annotations
@@ -68,6 +72,33 @@ class TemplateConfig:
             )
 
 
+def default_plugins_dir() -> Path:
+    """``plugins/`` of this source checkout (the seed plugins)."""
+    return Path(__file__).resolve().parents[2] / "plugins"
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginsConfig:
+    """The plugin runtime: where manifests are found and how many warm workers to keep.
+
+    ``dir`` holds one directory per plugin (``plugin.json`` + code); ``paths`` adds single
+    plugin directories from elsewhere. Workers get ``limits`` (the sandboxes' hardening).
+    """
+
+    enabled: bool = True
+    dir: Path = dataclasses.field(default_factory=default_plugins_dir)
+    paths: tuple[Path, ...] = ()
+    min_ready: int = 1
+    max_total: int = 8
+    claim_timeout: float = 30.0
+    invoke_timeout: float = 60.0  # per call, unless the manifest or the request says less
+    limits: Limits = Limits(memory="256m", pids=64, tmp_size="64m", workspace_size="64m")
+
+    def __post_init__(self) -> None:
+        if self.min_ready < 0 or self.max_total < 1 or self.min_ready > self.max_total:
+            raise ConfigError("[plugins]: need 0 <= min_ready <= max_total and max_total >= 1")
+
+
 @dataclasses.dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway needs to start. Build with :func:`load_config`."""
@@ -83,9 +114,12 @@ class GatewayConfig:
     launch_concurrency: int = 2
     state_dir: Path = Path()
     runtime_dir: Path = Path()
+    store_path: Path = Path()  # session history (SQLite); default below
+    history_retention: float = 86400.0  # seconds a deleted sandbox's history is kept
     templates: Mapping[str, TemplateConfig] = dataclasses.field(
         default_factory=lambda: {"python": TemplateConfig("python")}
     )
+    plugins: PluginsConfig = PluginsConfig()
 
     def __post_init__(self) -> None:
         if not self.gateway_id:
@@ -96,6 +130,9 @@ class GatewayConfig:
             object.__setattr__(self, "state_dir", default_state_dir())
         if self.runtime_dir == Path():
             object.__setattr__(self, "runtime_dir", default_runtime_dir())
+        if self.store_path == Path():
+            object.__setattr__(self, "store_path",
+                               default_data_dir() / f"sandcell-{self.gateway_id}.sqlite3")
 
     def template(self, name: str) -> TemplateConfig:
         return self.templates[name]
@@ -105,6 +142,12 @@ def default_runtime_dir() -> Path:
     """Where the gateway announces itself to SDK clients (same place the SDK looks)."""
     env = os.environ.get("SANDCELL_RUNTIME_DIR")
     return Path(env) if env else Path.home() / ".local/share/sandcell/runtime"
+
+
+def default_data_dir() -> Path:
+    """Durable gateway data (the history store): ``$XDG_DATA_HOME/sandcell``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share"
+    return Path(base) / "sandcell"
 
 
 def default_state_dir() -> Path:
@@ -123,11 +166,24 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GatewayConf
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     gateway = _known(raw.get("gateway", {}), GatewayConfig, "[gateway]")
     gateway.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("state_dir", "runtime_dir"):
+    for key in ("state_dir", "runtime_dir", "store_path"):
         if key in gateway:
-            gateway[key] = Path(gateway[key])
+            gateway[key] = Path(gateway[key]).expanduser()
     gateway["templates"] = _templates(raw.get("templates", {}))
+    here = Path(path).parent if path is not None else Path.cwd()
+    gateway["plugins"] = _plugins(raw.get("plugins", {}), here)
     return GatewayConfig(**gateway)
+
+
+def _plugins(raw: Any, here: Path) -> PluginsConfig:
+    """``[plugins]``; relative directories are relative to the config file."""
+    fields = _known(raw, PluginsConfig, "[plugins]")
+    limits = _known(fields.pop("limits", {}), Limits, "[plugins.limits]")
+    if "dir" in fields:
+        fields["dir"] = here / fields["dir"]
+    if "paths" in fields:
+        fields["paths"] = tuple(here / p for p in fields["paths"])
+    return PluginsConfig(limits=dataclasses.replace(PluginsConfig.limits, **limits), **fields)
 
 
 def _templates(raw: Mapping[str, Any]) -> dict[str, TemplateConfig]:
@@ -143,7 +199,7 @@ def _known(table: Any, cls: type, where: str) -> dict[str, Any]:
     """Reject unknown keys so a typo in the config file is an error, not a silent default."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "templates"}
+    allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "templates", "plugins"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

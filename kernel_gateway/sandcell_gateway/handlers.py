@@ -78,6 +78,15 @@ class RestartHandler(BaseHandler):
         self.write_json(sandbox.describe())
 
 
+class NotebookHandler(BaseHandler):
+    """The sandbox's history as a ``.ipynb`` (also for a while after the sandbox is deleted)."""
+
+    async def get(self, sandbox_id: str) -> None:
+        notebook = await self.service.notebook(sandbox_id)
+        self.set_header("Content-Disposition", f'inline; filename="{sandbox_id}.ipynb"')
+        self.write_json(notebook)
+
+
 class ExecuteHandler(BaseHandler):
     """Streams a cell's events as NDJSON, flushing each one as the kernel produces it.
 
@@ -119,4 +128,5 @@ ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (rf"/api/v1/sandboxes/{_ID}/execute", ExecuteHandler),
     (rf"/api/v1/sandboxes/{_ID}/interrupt", InterruptHandler),
     (rf"/api/v1/sandboxes/{_ID}/restart", RestartHandler),
+    (rf"/api/v1/sandboxes/{_ID}/notebook", NotebookHandler),
 ]

@@ -96,9 +96,85 @@ def _paths() -> dict[str, Any]:
         "/api/v1/sandboxes/{sandbox_id}/interrupt": {
             "post": _op("Interrupt the running cell", no_content | _errors(404, 409),
                         by_id=True)},
+        "/api/v1/sandboxes/{sandbox_id}/notebook": {
+            "get": _op("The session's history as a Jupyter notebook (nbformat 4.5)",
+                       {"200": _json({"type": "object", "required": ["nbformat", "cells"]},
+                                     "notebook")} | _errors(404), by_id=True)},
         "/api/v1/sandboxes/{sandbox_id}/restart": {
             "post": _op("Swap in a fresh kernel", {"200": _json(_SANDBOX, "sandbox")}
                         | _errors(404, 503), by_id=True)},
+    }
+
+
+_PLUGIN = {"$ref": "#/components/schemas/Plugin"}
+_NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_OPERATION_PARAM = {"name": "operation", "in": "path", "required": True,
+                    "schema": {"type": "string", "enum": ["add", "multiply", "subtract"]}}
+SCHEMAS.update({
+    "Plugin": {
+        "type": "object",
+        "required": ["name", "version", "versions", "language", "input_schema", "output_schema"],
+        "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "language": {"type": "string"}, "description": {"type": "string"},
+            "image": {"type": "string"}, "reuse": {"type": "string", "enum": ["fresh"]},
+            "timeout": {"type": ["number", "null"]},
+            "input_schema": {"type": "object"}, "output_schema": {"type": "object"},
+            "pool": {"type": "object"}},
+    },
+    "Invoke": {
+        "type": "object", "additionalProperties": False, "required": ["input"],
+        "properties": {"input": {"type": "object", "description": "checked against the "
+                                 "plugin's input_schema"},
+                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0}},
+    },
+    "PluginEvent": {
+        "type": "object", "required": ["seq", "msg_type", "content"],
+        "properties": {"seq": {"type": "integer"},
+                       "msg_type": {"enum": ["started", "progress", "log", "completed", "failed"]},
+                       "content": {"type": "object"}},
+    },
+    "Operands": {
+        "type": "object", "required": ["operand1", "operand2"],
+        "properties": {"operand1": {"type": "number"}, "operand2": {"type": "number"}},
+    },
+    "CalculatorResult": {
+        "type": "object", "required": ["result", "operation", "operand1", "operand2"],
+        "properties": {"result": {"type": "number"}, "operation": {"type": "string"},
+                       "operand1": {"type": "number"}, "operand2": {"type": "number"}},
+    },
+})
+
+
+def _plugin_op(summary: str, responses: dict[str, Any], param: dict[str, Any] | None = None,
+               body: str | None = None) -> dict[str, Any]:
+    op = _op(summary, responses, body=body)
+    if body:
+        op["requestBody"]["required"] = True
+    if param:
+        op["parameters"] = [param]
+    return op
+
+
+def _plugin_paths() -> dict[str, Any]:
+    """The plugin runtime (docs/plugins.md) and the original calculator API."""
+    stream = {"200": {"description": "NDJSON stream of plugin events", "content": {
+        "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/PluginEvent"}}}}}
+    return {
+        "/api/v1/plugins": {"get": _plugin_op("List plugins", {"200": _json({
+            "type": "object", "properties": {"plugins": {"type": "array", "items": _PLUGIN}}},
+            "plugins")} | _errors())},
+        "/api/v1/plugins/{name}": {"get": _plugin_op(
+            "Describe a plugin: versions and schemas", {"200": _json(_PLUGIN, "plugin")}
+            | _errors(404), _NAME_PARAM)},
+        "/api/v1/plugins/{name}/invoke": {"post": _plugin_op(
+            "Invoke a plugin on a fresh warm worker, streaming progress then the result",
+            stream | _errors(400, 404, 413, 503), _NAME_PARAM, body="Invoke")},
+        "/api/v1/calculate/{operation}": {"post": _plugin_op(
+            "The original platform's calculator (add/multiply/subtract plugins)",
+            {"200": _json({"$ref": "#/components/schemas/CalculatorResult"}, "result")}
+            | _errors(400, 404, 502, 503, 504), _OPERATION_PARAM, body="Operands")},
     }
 
 
@@ -109,7 +185,7 @@ def openapi_document() -> dict[str, Any]:
                  "description": "Warm, hardened Jupyter kernels as sandboxes. See docs/api.md."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _paths() | _plugin_paths(),
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }

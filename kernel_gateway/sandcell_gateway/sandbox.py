@@ -44,6 +44,7 @@ class Sandbox:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     dead: bool = False
     public_id: str = ""  # set when a restart swaps in a new container under the old id
+    language_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # from kernel_info
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property

@@ -15,6 +15,7 @@ from .config import GatewayConfig
 from .app import make_app
 from .base import Deps
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
+from .plugins.service import PluginService
 from .service import SandboxService
 
 log = logging.getLogger("sandcell")
@@ -23,12 +24,16 @@ log = logging.getLogger("sandcell")
 async def serve(config: GatewayConfig) -> None:
     """Serve until SIGINT/SIGTERM; then destroy every sandbox this gateway started."""
     token, generated = gateway_token()
-    service = SandboxService(config, DockerBackend(config))
+    backend = DockerBackend(config)
+    service = SandboxService(config, backend)
     await service.start()
+    plugins = PluginService(config, backend) if config.plugins.enabled else None
+    if plugins is not None:
+        await plugins.start()
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(
-        make_app(Deps(service, token, config.max_body_size)),
+        make_app(Deps(service, token, config.max_body_size, plugins=plugins)),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"
@@ -43,6 +48,8 @@ async def serve(config: GatewayConfig) -> None:
         log.info("shutting down: removing this gateway's containers")
         server.stop()
         remove_runtime_file(runtime_file)
+        if plugins is not None:
+            await plugins.close()
         await service.close()
 
 

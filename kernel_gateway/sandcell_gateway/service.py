@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 
 from .backend import DockerBackend
@@ -16,6 +16,7 @@ from .errors import BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
 from .sandbox import Event, Sandbox
+from .store import CellRecorder, HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class SandboxService:
                                      launch_slots=slots)
                       for name, t in config.templates.items()}
         self._sandboxes: dict[str, Sandbox] = {}
+        self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -52,6 +54,9 @@ class SandboxService:
         if removed:
             log.info("removed %d container(s) left by a previous run", removed)
         self.config.state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        await self.store.open()
+        await self.store.mark_all_deleted()  # a previous run's sandboxes are gone (reaped above)
+        await self._purge_history()
         self.backend.watch_exits(self._on_container_exit)
         for pool in self.pools.values():
             pool.start()
@@ -61,12 +66,13 @@ class SandboxService:
         handle = await self.backend.launch(template, sandbox_id)
         kernel = KernelConnection(handle.connection)
         try:
-            await kernel.wait_ready(self.config.ready_timeout)
+            info = await kernel.wait_ready(self.config.ready_timeout)
         except BaseException:
             kernel.close()
             await self.backend.remove(handle)
             raise
-        return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace)
+        return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
+                       language_info=dict(info.get("language_info") or {}))
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         sandbox.kernel.close()
@@ -94,6 +100,8 @@ class SandboxService:
         sandbox.metadata = dict(metadata or {})
         self._sandboxes[sandbox.id] = sandbox
         try:
+            await self._remember(self.store.add_sandbox(sandbox.id, template, sandbox.metadata,
+                                                        sandbox.language_info))
             await sandbox.apply_env(env or {})
         except BaseException:
             await self.delete(sandbox.id)
@@ -115,11 +123,49 @@ class SandboxService:
     async def delete(self, sandbox_id: str) -> None:
         sandbox = self.get(sandbox_id)
         del self._sandboxes[sandbox_id]
+        await self._remember(self.store.mark_deleted(sandbox_id))
         await self.pools[sandbox.template].release(sandbox)
+        await self._purge_history()
 
     def execute(self, sandbox_id: str, code: str, timeout: float | None
                 ) -> AsyncGenerator[Event, None]:
-        return self.get(sandbox_id).execute(code, timeout=timeout)
+        """The cell's events; the cell goes into the sandbox's history when it finishes."""
+        sandbox = self.get(sandbox_id)
+        return self._recorded(sandbox_id, code, sandbox.execute(code, timeout=timeout))
+
+    async def _recorded(self, sandbox_id: str, code: str, events: AsyncGenerator[Event, None]
+                        ) -> AsyncGenerator[Event, None]:
+        recorder, started = CellRecorder(code), False
+        try:
+            async for event in events:
+                started = True
+                recorder.add(event)
+                yield event
+        finally:
+            await events.aclose()
+            # a client that left early still leaves a record of what it saw (status None);
+            # a request refused before the kernel started (dead sandbox) leaves none
+            if started:
+                await self._remember(self.store.add_cell(sandbox_id, recorder.finish()))
+
+    @staticmethod
+    async def _remember(operation: Awaitable[None]) -> None:
+        try:
+            await operation
+        except Exception:  # history is a convenience: never fail the caller's request for it
+            log.exception("could not write to the history store")
+
+    async def notebook(self, sandbox_id: str) -> dict[str, Any]:
+        """The sandbox's history as a notebook; kept ``history_retention`` s after deletion."""
+        notebook = await self.store.notebook(sandbox_id) if SANDBOX_ID.match(sandbox_id) else None
+        if notebook is None:
+            raise NotFound(f"no sandbox {sandbox_id!r} (or its history expired)")
+        return notebook
+
+    async def _purge_history(self) -> None:
+        purged = await self.store.purge(time.time() - self.config.history_retention)
+        if purged:
+            log.info("forgot the history of %d deleted sandbox(es)", purged)
 
     async def interrupt(self, sandbox_id: str) -> None:
         await self.get(sandbox_id).interrupt()
@@ -158,4 +204,7 @@ class SandboxService:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
         await self.backend.remove_all()
         self.backend.close()
+        if self.store.is_open:
+            await self.store.mark_all_deleted()
+            await self.store.close()
 

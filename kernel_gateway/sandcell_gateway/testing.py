@@ -61,8 +61,10 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
+        # XDG_DATA_HOME: the history store goes under workdir, not the user's home
         env = {**os.environ, "SANDCELL_TOKEN": self.token,
-               "SANDCELL_RUNTIME_DIR": str(self.runtime_dir)}
+               "SANDCELL_RUNTIME_DIR": str(self.runtime_dir),
+               "XDG_DATA_HOME": str(self.workdir / "data")}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sandcell_gateway.cli", "serve", "--port", "0",

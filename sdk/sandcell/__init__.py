@@ -7,10 +7,19 @@
             execution = session.execute("print('hi')\\n6*7")
             assert execution.stdout == "hi\\n" and execution.text == "42"
 
-``AsyncClient`` is the same API with ``await``. See docs/sdk.md.
+``AsyncClient`` is the same API with ``await``. See docs/sdk.md. In IPython/Jupyter,
+``%load_ext sandcell`` adds the ``%%sandcell`` cell magic (docs/notebooks.md).
 """
 
-from ._async import AsyncClient, AsyncExecutionStream, AsyncSession, AsyncSessions
+from ._async import (
+    AsyncClient,
+    AsyncExecutionStream,
+    AsyncPlugin,
+    AsyncPluginInvocation,
+    AsyncPlugins,
+    AsyncSession,
+    AsyncSessions,
+)
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,
@@ -24,6 +33,7 @@ from ._exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PluginError,
     RateLimitError,
     SandboxError,
     SandcellError,
@@ -46,7 +56,17 @@ from ._models import (
     StreamEvent,
     TimeoutEvent,
 )
-from ._sync import Client, ExecutionStream, Session, Sessions
+from ._magic import load_ipython_extension, unload_ipython_extension
+from ._plugin_models import (
+    CompletedEvent,
+    FailedEvent,
+    LogEvent,
+    PluginEvent,
+    PluginInfo,
+    ProgressEvent,
+    StartedEvent,
+)
+from ._sync import Client, ExecutionStream, Plugin, PluginInvocation, Plugins, Session, Sessions
 from ._version import __version__
 
 __all__ = [
@@ -55,12 +75,16 @@ __all__ = [
     "APITimeoutError",
     "AsyncClient",
     "AsyncExecutionStream",
+    "AsyncPlugin",
+    "AsyncPluginInvocation",
+    "AsyncPlugins",
     "AsyncSession",
     "AsyncSessions",
     "AuthenticationError",
     "BadRequestError",
     "ClearOutputEvent",
     "Client",
+    "CompletedEvent",
     "ConflictError",
     "ErrorEvent",
     "ExecuteInputEvent",
@@ -68,12 +92,21 @@ __all__ = [
     "ExecutionError",
     "ExecutionEvent",
     "ExecutionStream",
+    "FailedEvent",
     "GatewayErrorEvent",
     "InternalServerError",
+    "LogEvent",
     "Logs",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Plugin",
+    "PluginError",
+    "PluginEvent",
+    "PluginInfo",
+    "PluginInvocation",
+    "Plugins",
+    "ProgressEvent",
     "RateLimitError",
     "ReplyEvent",
     "Result",
@@ -84,11 +117,14 @@ __all__ = [
     "ServiceUnavailableError",
     "Session",
     "Sessions",
+    "StartedEvent",
     "StatusEvent",
     "StreamEvent",
     "Timeout",
     "TimeoutError",
     "TimeoutEvent",
     "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]
 

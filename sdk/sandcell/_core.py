@@ -7,6 +7,8 @@ Both clients call these, so a request looks the same whether it was sent by
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "health_path",
     "json_object",
     "sandbox_path",
+    "save_notebook",
     "transport_errors",
 ]
 
@@ -187,6 +190,20 @@ def transport_errors(base_url: str) -> Iterator[None]:
             "SANDCELL_URL / base_url= at a running gateway."
         )
         raise APIConnectionError(message, url=base_url) from exc
+
+
+def save_notebook(notebook: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``notebook`` as a ``.ipynb`` file (UTF-8, indented like Jupyter writes it).
+
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     save_notebook({"nbformat": 4, "cells": []}, pathlib.Path(tmp, "run.ipynb"))
+    ...     json.loads(pathlib.Path(tmp, "run.ipynb").read_text())["nbformat"]
+    4
+    """
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(notebook, file, indent=1, ensure_ascii=False)
+        file.write("\n")
 
 
 def _dict(mapping: Mapping[str, str] | None) -> dict[str, str] | None:

@@ -19,6 +19,8 @@
     │                                 raised only by Execution.raise_for_error()
     ├── SandboxError                  the gateway could not finish an execution
     │                                 (a gateway_error event, e.g. kernel_died)
+    ├── PluginError                   a plugin invocation failed (a failed event:
+    │                                 plugin_error, worker_crashed, timeout, ...)
     └── TimeoutError                  an execution's own timeout fired; also a
                                       builtins.TimeoutError
 
@@ -51,6 +53,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PluginError",
     "RateLimitError",
     "SandboxError",
     "SandcellError",
@@ -287,6 +290,25 @@ class SandboxError(SandcellError):
         self.code = code
         self.message = message
         self.execution = execution
+
+
+class PluginError(SandcellError):
+    """A plugin invocation ended with a ``failed`` event.
+
+    ``code`` says why: the plugin's own code (e.g. ``plugin_error``), ``invalid_output``,
+    ``worker_crashed`` or ``timeout``; ``details`` may hold the plugin's traceback.
+
+    >>> err = PluginError("subtract_numbers", "timeout", "did not finish within 1s")
+    >>> (err.plugin, err.code, str(err))
+    ('subtract_numbers', 'timeout', 'subtract_numbers failed (timeout): did not finish within 1s')
+    """
+
+    def __init__(self, plugin: str, code: str, message: str, *, details: str = "") -> None:
+        super().__init__(f"{plugin} failed ({code}): {message}")
+        self.plugin = plugin
+        self.code = code
+        self.message = message
+        self.details = details
 
 
 class TimeoutError(SandcellError, builtins.TimeoutError):

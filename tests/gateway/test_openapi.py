@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import re
 
-from sandcell_gateway.handlers import ROUTES
+from sandcell_gateway import handlers
 from sandcell_gateway.openapi import openapi_document
+from sandcell_gateway.plugins import handlers as plugin_handlers
+
+ROUTES = [*handlers.ROUTES, *plugin_handlers.ROUTES]
+# The path parameter each route prefix names, in the OpenAPI document.
+PARAMETERS = {"/api/v1/sandboxes/": "{sandbox_id}", "/api/v1/plugins/": "{name}",
+              "/api/v1/calculate/": "{operation}"}
 
 
 def _as_openapi(pattern: str) -> str:
-    return re.sub(r"\(\[\^/\]\+\)", "{sandbox_id}", pattern)
+    param = next((name for prefix, name in PARAMETERS.items() if pattern.startswith(prefix)), "")
+    return re.sub(r"\(\[\^/\]\+\)", param, pattern)
 
 
 def test_document_lists_exactly_the_served_routes() -> None:

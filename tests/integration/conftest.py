@@ -17,6 +17,8 @@ from sandcell_gateway.testing import GatewayProcess, wait_for
 __all__ = ["Gateway", "start_gateway", "wait_for"]
 
 Gateway = GatewayProcess
+# A plugin that misbehaves on request (crash, hang, bad output), next to the seed plugins.
+TEST_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "testdata" / "sandcell_test_plugin"
 
 TEST_CONFIG = """
 [gateway]
@@ -32,7 +34,12 @@ max_total = 8
 min_ready = 1
 max_total = 1
 claim_timeout = 2
-"""
+
+[plugins]
+paths = ["{test_plugin}"]
+min_ready = 1
+max_total = 4
+""".replace("{test_plugin}", str(TEST_PLUGIN))
 
 
 def start_gateway(workdir: Path) -> GatewayProcess:
@@ -41,7 +48,7 @@ def start_gateway(workdir: Path) -> GatewayProcess:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    ensure_images(["python"])
+    ensure_images(["python", "plugin-python", "plugin-java"])
     gw = start_gateway(tmp_path_factory.mktemp("gateway"))
     try:
         gw.wait_ready()

@@ -25,6 +25,7 @@ from .._core import (
     transport_errors,
 )
 from .._models import SandboxInfo
+from ._plugins import AsyncPlugins
 from ._session import AsyncSession
 
 __all__ = ["AsyncClient", "AsyncGatewayAPI", "AsyncSessions"]
@@ -149,6 +150,7 @@ class AsyncClient:
         config = ClientConfig.resolve(base_url=base_url, token=token)
         self._api = AsyncGatewayAPI(config, Timeout.coerce(timeout), transport)
         self.sessions = AsyncSessions(self._api)
+        self.plugins = AsyncPlugins(self._api)
 
     @property
     def base_url(self) -> str:

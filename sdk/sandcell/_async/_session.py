@@ -6,12 +6,13 @@ Edit ``sdk/sandcell/_async/_session.py``; ``scripts/unasync.py`` writes its sync
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._core import execute_body, json_object, sandbox_path
+from .._core import execute_body, json_object, sandbox_path, save_notebook
 from .._exceptions import ExecutionError, NotFoundError
 from .._models import Execution, ExecutionEvent, Result, SandboxInfo
 from .._streaming import Callbacks, ExecutionAccumulator, parse_event
@@ -185,6 +186,22 @@ class AsyncSession:
         response = await self._api.request("GET", sandbox_path(self.id))
         self._info = SandboxInfo.from_json(json_object(response))
         return self._info
+
+    async def export_notebook(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The session's history as a Jupyter notebook (nbformat 4.5 dict); saved to ``path``
+        as a ``.ipynb`` when given. Works until the gateway forgets a deleted sandbox's history.
+
+        Example::
+
+            await session.execute("print('hi')")
+            notebook = await session.export_notebook("trajectory.ipynb")
+            assert notebook["cells"][0]["source"] == "print('hi')"
+        """
+        response = await self._api.request("GET", sandbox_path(self.id, "notebook"))
+        notebook = json_object(response)
+        if path is not None:
+            save_notebook(notebook, path)
+        return notebook
 
     async def close(self) -> None:
         """Delete the sandbox. Safe to call twice, and when it is already gone."""

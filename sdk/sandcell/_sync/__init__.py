@@ -2,6 +2,16 @@
 """Client, sessions and execution streams (edit ``_async/``; ``_sync/`` is generated)."""
 
 from ._client import Client, GatewayAPI, Sessions
+from ._plugins import Plugin, PluginInvocation, Plugins
 from ._session import ExecutionStream, Session
 
-__all__ = ["Client", "ExecutionStream", "GatewayAPI", "Session", "Sessions"]
+__all__ = [
+    "Client",
+    "ExecutionStream",
+    "GatewayAPI",
+    "Plugin",
+    "PluginInvocation",
+    "Plugins",
+    "Session",
+    "Sessions",
+]

@@ -26,6 +26,7 @@ from .._core import (
     transport_errors,
 )
 from .._models import SandboxInfo
+from ._plugins import Plugins
 from ._session import Session
 
 __all__ = ["Client", "GatewayAPI", "Sessions"]
@@ -150,6 +151,7 @@ class Client:
         config = ClientConfig.resolve(base_url=base_url, token=token)
         self._api = GatewayAPI(config, Timeout.coerce(timeout), transport)
         self.sessions = Sessions(self._api)
+        self.plugins = Plugins(self._api)
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,116 @@
+"""Tornado handlers for ``/api/v1/plugins`` and the calculator API ``/api/v1/calculate``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from ..base import BaseHandler
+from ..errors import BadRequest, NotFound
+from ..validation import Field
+from .registry import InvalidInput
+from .service import PluginService
+
+log = logging.getLogger(__name__)
+
+INVOKE_FIELDS = {
+    "input": Field(dict, required=True),
+    "timeout": Field((int, float), minimum=0.001, nullable=True),
+}
+# The original platform's calculator: each operation is a plugin.
+CALCULATOR = {"add": "add_numbers", "multiply": "multiply_numbers", "subtract": "subtract_numbers"}
+
+
+class PluginBaseHandler(BaseHandler):
+    """Adds the plugin service and ``fields`` to ``invalid_input`` errors."""
+
+    @property
+    def plugins(self) -> PluginService:
+        if self.deps.plugins is None:
+            raise NotFound("the plugin runtime is disabled on this gateway ([plugins] enabled = false)")
+        return self.deps.plugins
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if not isinstance(exc, InvalidInput):
+            return super().write_error(status_code, **kwargs)
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": {"code": exc.code, "message": exc.message, "fields": exc.fields,
+                               "request_id": self.request_id}})
+
+
+class PluginsHandler(PluginBaseHandler):
+    def get(self) -> None:
+        self.write_json({"plugins": self.plugins.list()})
+
+
+class PluginHandler(PluginBaseHandler):
+    def get(self, name: str) -> None:
+        self.write_json(self.plugins.describe(name))
+
+
+class InvokeHandler(PluginBaseHandler):
+    """Streams an invocation's events as NDJSON: progress/log as they happen, then
+    ``completed`` or ``failed``. A client that disconnects cancels the invocation (its
+    worker is killed)."""
+
+    _task: asyncio.Task[Any] | None = None
+
+    async def post(self, name: str) -> None:
+        body = self.body(INVOKE_FIELDS)
+        invocation = await self.plugins.open(name, body["input"], body.get("timeout"))
+        events = invocation.events()
+        self._task = asyncio.current_task()
+        self.set_header("Content-Type", "application/x-ndjson")
+        self.set_header("Cache-Control", "no-store")
+        try:
+            async for event in events:
+                self.write(json.dumps(event) + "\n")
+                await self.flush()
+        except (StreamClosedError, asyncio.CancelledError):
+            log.info("client left invocation %s of %s; cancelling it", invocation.id, name)
+        finally:
+            self._task = None
+            await events.aclose()
+            await invocation.close()
+        if not self._finished:
+            self.finish()
+
+    def on_connection_close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class CalculateHandler(PluginBaseHandler):
+    """``POST /api/v1/calculate/{add|multiply|subtract}`` ``{"operand1": 10, "operand2": 5}``
+    → ``{"result": 15.0, "operation": "add", "operand1": 10.0, "operand2": 5.0}``."""
+
+    async def post(self, operation: str) -> None:
+        plugin = CALCULATOR.get(operation)
+        if plugin is None:
+            raise NotFound(f"no calculator operation {operation!r}; "
+                           f"use one of {', '.join(sorted(CALCULATOR))}")
+        if plugin not in self.plugins.registry:
+            raise NotFound(f"calculator operation {operation!r} needs the plugin {plugin!r}, "
+                           "which is not registered on this gateway", code="plugin_unavailable")
+        self.write_json(await self.plugins.invoke(plugin, self._operands()))
+
+    def _operands(self) -> Any:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        return body
+
+
+_NAME = r"([^/]+)"
+ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    (r"/api/v1/plugins", PluginsHandler),
+    (rf"/api/v1/plugins/{_NAME}", PluginHandler),
+    (rf"/api/v1/plugins/{_NAME}/invoke", InvokeHandler),
+    (rf"/api/v1/calculate/{_NAME}", CalculateHandler),
+]

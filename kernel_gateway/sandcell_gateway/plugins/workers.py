@@ -1,0 +1,219 @@
+"""Plugin workers: hardened containers serving one plugin over PPP on a UNIX socket.
+
+A worker's container gets the sandboxes' hardening (``backend.run_options``: non-root,
+read-only root, no network, no capabilities, limits), the plugin's directory read-only at
+``/plugin`` and a fresh per-worker directory at ``/conn`` where the plugin host creates
+``ppp.sock``. The gateway reaches it through the host path of that socket: no ports.
+
+Example::
+
+    launcher = WorkerLauncher(config, backend)
+    worker = await launcher.launch(manifest, launcher.template(manifest), "wkr_0123456789abcdef")
+    async for event in worker.stub.Invoke(pb.InvokeRequest(input_json="{}")): ...
+    await launcher.destroy(worker)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import grpc
+
+from sandcell_plugin._proto import plugin_pb2 as pb
+from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
+
+from ..backend import LABEL_PREFIX, DockerBackend, run_options, sandbox_uid
+from ..config import GatewayConfig, TemplateConfig
+from ..errors import GatewayError
+from .registry import PluginManifest
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "ppp.sock"
+# Reconnect quickly while a fresh worker's socket appears (gRPC's default backoff is 1 s+).
+CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
+                   ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0)]
+
+
+class WorkerStartFailed(GatewayError):
+    status = 503
+    code = "worker_start_failed"
+
+
+@dataclasses.dataclass
+class Worker:
+    """A ready worker: its container, its socket directory and an open gRPC channel."""
+
+    id: str
+    plugin: str
+    container_id: str
+    conn_dir: Path
+    channel: grpc.aio.Channel
+    stub: pb_grpc.PluginWorkerStub
+    runtime: str = ""
+
+
+def channel_for(conn_dir: Path) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(f"unix:{conn_dir / SOCKET_NAME}", options=CHANNEL_OPTIONS)
+
+
+class WorkerLauncher:
+    """Starts, proves ready, inspects and removes plugin worker containers."""
+
+    def __init__(self, config: GatewayConfig, backend: DockerBackend) -> None:
+        self.config = config
+        self.backend = backend
+        self._uid = sandbox_uid()
+        # Per gateway, beside the sandboxes' state_dir: gateways sharing a state_dir remove
+        # all of it at start and stop, which must not pull sockets from under live workers.
+        self.root = Path(f"{config.state_dir}-plugins") / config.gateway_id
+
+    def reset(self) -> None:
+        """Remove socket directories a previous run left (their containers are reaped by label)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, mode=0o700)
+
+    def template(self, manifest: PluginManifest) -> TemplateConfig:
+        """The pool settings and hardening for ``manifest``'s workers."""
+        plugins = self.config.plugins
+        return TemplateConfig(name=manifest.name, image=manifest.image,
+                              min_ready=plugins.min_ready, max_total=plugins.max_total,
+                              claim_timeout=plugins.claim_timeout, limits=plugins.limits)
+
+    async def launch(self, manifest: PluginManifest, template: TemplateConfig,
+                     worker_id: str) -> Worker:
+        """Start a worker container and return it once ``Health`` says SERVING and ``Init``
+        confirms the plugin; remove it if that does not happen in ``ready_timeout``."""
+        conn_dir = self.root / worker_id
+        conn_dir.mkdir(parents=True, mode=0o700)
+        if os.getuid() == 0:
+            os.chown(conn_dir, self._uid, self._uid)
+        container_id = ""
+        try:
+            container_id = await self._start_container(manifest, template, worker_id, conn_dir)
+            channel = channel_for(conn_dir)
+            worker = Worker(worker_id, manifest.name, container_id, conn_dir, channel,
+                            pb_grpc.PluginWorkerStub(channel))
+            await self._wait_ready(worker, manifest)
+            return worker
+        except BaseException:
+            await self._remove(container_id, conn_dir)
+            raise
+
+    async def _start_container(self, manifest: PluginManifest, template: TemplateConfig,
+                               worker_id: str, conn_dir: Path) -> str:
+        # ``sandbox`` too: every container of a gateway carries one (tools and tests key on
+        # it); the sandbox service ignores ids that are not its own.
+        labels = {**self.backend.labels, LABEL_PREFIX + "plugin": manifest.name,
+                  LABEL_PREFIX + "worker": worker_id, LABEL_PREFIX + "sandbox": worker_id,
+                  LABEL_PREFIX + "tenant": "default"}
+        options = run_options(template, self._uid)
+        options["environment"] = {"HOME": options["environment"]["HOME"],
+                                  "SANDCELL_PPP_SOCKET": f"/conn/{SOCKET_NAME}"}
+        volumes = {str(conn_dir): {"bind": "/conn", "mode": "rw"},
+                   str(manifest.directory): {"bind": "/plugin", "mode": "ro"}}
+        container = await self.backend._run(
+            self.backend.client.containers.run, template.image, detach=True, labels=labels,
+            volumes=volumes, **options)
+        return str(container.id)
+
+    async def _wait_ready(self, worker: Worker, manifest: PluginManifest) -> None:
+        """Poll ``Health`` until SERVING (no sleeps: each call waits for the socket), failing
+        fast when the container exits; then check ``Init``."""
+        deadline = time.monotonic() + self.config.ready_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerStartFailed(f"plugin {manifest.name}: worker {worker.id} did not "
+                                        f"answer Health within {self.config.ready_timeout:g}s")
+            try:
+                reply = await worker.stub.Health(pb.HealthRequest(), wait_for_ready=True,
+                                                 timeout=min(remaining, 0.5))
+                if reply.status == pb.HealthResponse.Status.SERVING:
+                    break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WorkerStartFailed(f"plugin {manifest.name}: Health failed: {exc.details()}") from exc
+            state = await self.exit_state(worker)
+            if state is not None:
+                raise WorkerStartFailed(f"plugin {manifest.name}: the worker exited before it "
+                                        f"was ready ({state})")
+        await self._init(worker, manifest)
+
+    async def _init(self, worker: Worker, manifest: PluginManifest) -> None:
+        try:
+            info = await worker.stub.Init(pb.InitRequest(plugin_name=manifest.name,
+                                                         plugin_version=manifest.version), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise WorkerStartFailed(f"plugin {manifest.name}: Init failed: {exc.details()}") from exc
+        if info.plugin_version != manifest.version:
+            raise WorkerStartFailed(f"plugin {manifest.name}: the worker serves version "
+                                    f"{info.plugin_version}, the manifest says {manifest.version}")
+        worker.runtime = info.runtime
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self.backend._run(self.backend.client.images.get, image)
+        except GatewayError as exc:
+            if exc.code == "image_missing":
+                return False
+            raise
+        return True
+
+    async def exit_state(self, worker: Worker, wait: float = 0.0) -> str | None:
+        """None while the container runs (after waiting up to ``wait`` seconds for it to
+        stop); else how it ended, e.g. ``exit code 3``, with the tail of its log."""
+        if wait:
+            try:
+                await self.backend._run(self.backend.client.api.wait, worker.container_id,
+                                        timeout=wait)
+            except GatewayError:
+                pass  # still running after ``wait``, or gone: inspect says which
+        try:
+            attrs = await self.backend._run(self.backend.client.api.inspect_container,
+                                            worker.container_id)
+        except GatewayError:
+            return "the container is gone"
+        state = attrs.get("State", {})
+        if state.get("Running"):
+            return None
+        why = ("killed: out of memory" if state.get("OOMKilled")
+               else f"its process exited with code {state.get('ExitCode')}")
+        tail = await self._log_tail(worker.container_id)
+        return f"{why}; last output: {tail}" if tail else why
+
+    async def _log_tail(self, container_id: str) -> str:
+        try:
+            raw = await self.backend._run(self.backend.client.api.logs, container_id, tail=5)
+        except GatewayError:
+            return ""
+        return bytes(raw).decode(errors="replace").strip()[-500:]
+
+    async def destroy(self, worker: Worker) -> None:
+        """Close the channel, kill and remove the container and its socket directory."""
+        await worker.channel.close(grace=None)
+        await self._remove(worker.container_id, worker.conn_dir)
+
+    async def _remove(self, container_id: str, conn_dir: Path) -> None:
+        try:
+            if container_id:
+                await self.backend._run(self._remove_container, container_id)
+        finally:
+            shutil.rmtree(conn_dir, ignore_errors=True)
+
+    def _remove_container(self, container_id: str) -> None:
+        try:
+            self.backend.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    def describe_worker(self, worker: Worker) -> dict[str, Any]:
+        return {"id": worker.id, "plugin": worker.plugin, "runtime": worker.runtime}

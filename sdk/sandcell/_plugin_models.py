@@ -1,0 +1,249 @@
+"""Plugins, without the I/O: their manifests, invocation events, paths, bodies, progress bars.
+
+Both clients use these, so ``Plugin.invoke`` behaves the same in ``Client`` and
+``AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+from urllib.parse import quote
+
+from ._exceptions import PluginError, SandboxError
+
+__all__ = [
+    "CompletedEvent",
+    "FailedEvent",
+    "LogEvent",
+    "PluginEvent",
+    "PluginInfo",
+    "ProgressEvent",
+    "StartedEvent",
+]
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin's manifest as the gateway serves it.
+
+    >>> info = PluginInfo.from_json({"name": "subtract_numbers", "version": "1.0.0", "language": "python"})
+    >>> (info.name, info.versions)
+    ('subtract_numbers', ['1.0.0'])
+    """
+
+    name: str
+    version: str
+    language: str = ""
+    description: str = ""
+    versions: list[str] = field(default_factory=list)
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] = field(default_factory=dict)
+    reuse: str = "fresh"
+    timeout: float | None = None
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> PluginInfo:
+        version = str(payload.get("version", ""))
+        return cls(
+            name=str(payload.get("name", "")),
+            version=version,
+            language=str(payload.get("language", "")),
+            description=str(payload.get("description") or ""),
+            versions=list(payload.get("versions") or [version]),
+            input_schema=dict(payload.get("input_schema") or {}),
+            output_schema=dict(payload.get("output_schema") or {}),
+            reuse=str(payload.get("reuse") or "fresh"),
+            timeout=payload.get("timeout"),
+        )
+
+
+@dataclass(frozen=True)
+class PluginEvent:
+    """One event of a plugin invocation, in order (``seq``).
+
+    >>> parse_plugin_event('{"seq": 1, "msg_type": "progress", "content": {"percent": 50, "message": "half"}}')
+    ProgressEvent(seq=1, msg_type='progress', percent=50.0, message='half')
+    """
+
+    seq: int
+    msg_type: str
+    msg_types: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type)
+
+
+@dataclass(frozen=True)
+class StartedEvent(PluginEvent):
+    """A worker took the invocation.
+
+    >>> StartedEvent(0, "started", "inv_1", "wkr_1", "subtract_numbers", "1.0.0").worker_id
+    'wkr_1'
+    """
+
+    invocation_id: str = ""
+    worker_id: str = ""
+    plugin: str = ""
+    version: str = ""
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type, str(content.get("invocation_id", "")), str(content.get("worker_id", "")),
+                   str(content.get("plugin", "")), str(content.get("version", "")))
+
+
+@dataclass(frozen=True)
+class ProgressEvent(PluginEvent):
+    """How far along the plugin is: ``percent`` (0–100) and a message.
+
+    >>> ProgressEvent(1, "progress", 50.0, "half").percent
+    50.0
+    """
+
+    percent: float = 0.0
+    message: str = ""
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type, float(content.get("percent") or 0.0), str(content.get("message", "")))
+
+
+@dataclass(frozen=True)
+class LogEvent(PluginEvent):
+    """A log line from the plugin.
+
+    >>> LogEvent(2, "log", "info", "hello").message
+    'hello'
+    """
+
+    level: str = "info"
+    message: str = ""
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type, str(content.get("level", "info")), str(content.get("message", "")))
+
+
+@dataclass(frozen=True)
+class CompletedEvent(PluginEvent):
+    """The plugin finished; ``output`` matched its output schema.
+
+    >>> CompletedEvent(3, "completed", {"result": 5.0}).output
+    {'result': 5.0}
+    """
+
+    output: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type, dict(content.get("output") or {}))
+
+
+@dataclass(frozen=True)
+class FailedEvent(PluginEvent):
+    """The invocation failed: the plugin raised, its worker crashed, or it timed out.
+
+    >>> FailedEvent(3, "failed", "timeout", "too slow").code
+    'timeout'
+    """
+
+    code: str = ""
+    message: str = ""
+    details: str = ""
+
+    @classmethod
+    def from_content(cls, seq: int, msg_type: str, content: dict[str, Any]) -> PluginEvent:
+        return cls(seq, msg_type, str(content.get("code", "")), str(content.get("message", "")),
+                   str(content.get("details", "")))
+
+    def error(self, plugin: str) -> PluginError:
+        return PluginError(plugin, self.code, self.message, details=self.details)
+
+
+EVENT_TYPES: dict[str, type[PluginEvent]] = {
+    "started": StartedEvent, "progress": ProgressEvent, "log": LogEvent,
+    "completed": CompletedEvent, "failed": FailedEvent,
+}
+
+
+def parse_plugin_event(line: str) -> PluginEvent | None:
+    """The event on one NDJSON line of an invoke stream; ``None`` for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        payload = json.loads(line)
+    except ValueError as exc:
+        raise SandboxError("invalid_event", f"the gateway sent a line that is not JSON: {line[:200]!r}") from exc
+    content = payload.get("content") if isinstance(payload, dict) else None
+    if not isinstance(content, dict):
+        raise SandboxError("invalid_event", f"the gateway sent an event without content: {line[:200]!r}")
+    msg_type = str(payload.get("msg_type", ""))
+    seq = payload.get("seq")
+    event_type = EVENT_TYPES.get(msg_type, PluginEvent)
+    return event_type.from_content(seq if isinstance(seq, int) else -1, msg_type, content)
+
+
+def plugin_path(name: str | None = None, action: str | None = None) -> str:
+    """The URL path of the plugins collection, one plugin, or one of its actions.
+
+    >>> plugin_path(), plugin_path("subtract_numbers", "invoke")
+    ('/api/v1/plugins', '/api/v1/plugins/subtract_numbers/invoke')
+    """
+    path = "/api/v1/plugins"
+    if name is not None:
+        path += "/" + quote(name, safe="")
+    if action is not None:
+        path += "/" + action
+    return path
+
+
+def invoke_body(inputs: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    """The ``POST /plugins/{name}/invoke`` body.
+
+    >>> invoke_body({"operand1": 1}, None)
+    {'input': {'operand1': 1}}
+    """
+    body: dict[str, Any] = {"input": dict(inputs)}
+    if timeout is not None:
+        body["timeout"] = timeout
+    return body
+
+
+class ProgressReporter:
+    """Feeds progress events to ``on_progress`` and, when tqdm is installed and ``show`` is
+    true, to a tqdm bar (``tqdm.auto``: a widget in notebooks, text in terminals)."""
+
+    def __init__(self, name: str, show: bool, on_progress: Callable[[ProgressEvent], object] | None) -> None:
+        self._on_progress = on_progress
+        self._bar = _progress_bar(name) if show else None
+        self._at = 0.0
+
+    def __call__(self, event: PluginEvent) -> None:
+        if not isinstance(event, ProgressEvent):
+            return
+        if self._on_progress is not None:
+            self._on_progress(event)
+        if self._bar is not None:
+            self._bar.update(max(0.0, event.percent - self._at))
+            self._at = max(self._at, event.percent)
+            if event.message:
+                self._bar.set_postfix_str(event.message, refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(name: str) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tqdm.auto may warn about notebook detection
+            from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=100, desc=name, unit="%", leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")

@@ -1,0 +1,207 @@
+"""PluginService policy with in-process gRPC workers instead of containers: validation
+before any worker, fresh worker per call, crash, timeout, cancellation, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import pytest
+
+from sandcell_gateway.backend import DockerBackend
+from sandcell_gateway.config import GatewayConfig, PluginsConfig, TemplateConfig
+from sandcell_gateway.errors import ServiceUnavailable
+from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
+from sandcell_gateway.plugins.service import PluginFailed, PluginService
+from sandcell_gateway.plugins.workers import Worker, WorkerLauncher, channel_for
+from sandcell_plugin import Context, plugin
+from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
+from sandcell_plugin.host import start_server
+
+pytestmark = pytest.mark.anyio
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+class InProcessLauncher(WorkerLauncher):
+    """Workers are gRPC servers in this process; ``crash`` stops one mid-call."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        super().__init__(config, cast(DockerBackend, None))
+        self.servers: dict[str, grpc.aio.Server] = {}
+        self.launched: list[str] = []
+        self.destroyed: list[str] = []
+
+    async def launch(self, manifest: PluginManifest, template: TemplateConfig,
+                     worker_id: str) -> Worker:
+        conn_dir = self.root / worker_id
+        conn_dir.mkdir(parents=True)
+        launcher = self
+
+        @plugin(name=manifest.name, version=manifest.version)
+        async def behave(ctx: Context, mode: str, steps: int = 3, seconds: float = 60) -> dict[str, Any]:
+            if mode == "crash":
+                ctx.progress(10, "crashing")
+                await asyncio.sleep(0.05)  # let the progress event reach the gateway
+                await launcher.servers[worker_id].stop(None)
+            if mode == "sleep":
+                await asyncio.sleep(seconds)
+            if mode == "bad_output":
+                return {"steps": "three"}
+            for i in range(steps):
+                ctx.progress(100 * (i + 1) / steps, f"step {i + 1}")
+            return {"steps": steps}
+
+        self.servers[worker_id] = await start_server(behave, f"unix:{conn_dir / 'ppp.sock'}")
+        channel = channel_for(conn_dir)
+        worker = Worker(worker_id, manifest.name, "", conn_dir, channel,
+                        pb_grpc.PluginWorkerStub(channel))
+        try:
+            await self._wait_ready(worker, manifest)
+        except BaseException:  # e.g. the pool closing mid-launch: like the real launcher
+            await self.destroy(worker)
+            raise
+        self.launched.append(worker_id)
+        return worker
+
+    async def image_exists(self, image: str) -> bool:
+        return image != "sandcell/missing:latest"
+
+    async def exit_state(self, worker: Worker, wait: float = 0.0) -> str | None:
+        return "its process exited with code 3"  # only asked after a call broke
+
+    async def destroy(self, worker: Worker) -> None:
+        self.destroyed.append(worker.id)
+        await worker.channel.close(grace=None)
+        await self.servers.pop(worker.id).stop(None)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> Any:
+    short = Path(tempfile.mkdtemp(prefix="sc-"))  # UNIX socket paths max out at ~107 bytes
+    config = GatewayConfig(state_dir=short / "s", port=0,
+                           plugins=PluginsConfig(dir=tmp_path, min_ready=1, max_total=4,
+                                                 claim_timeout=10))
+    registry = PluginRegistry([PluginManifest.load(TESTDATA / "sandcell_test_plugin")])
+    launcher = InProcessLauncher(config)
+    plugins = PluginService(config, cast(DockerBackend, None), registry, launcher)
+    await plugins.start()
+    yield plugins
+    await plugins.close()
+    shutil.rmtree(short)
+    assert launcher.servers == {}, "a worker outlived the service"
+
+
+async def wait_ready(service: PluginService, count: int = 1) -> None:
+    pool = service.pools["sandcell_test_plugin"]
+    async with asyncio.timeout(10):
+        while pool.stats()["ready"] < count:
+            await asyncio.sleep(0.01)  # poll the pool's own counters
+
+
+async def events(service: PluginService, inputs: dict[str, Any], timeout: float | None = None
+                 ) -> list[dict[str, Any]]:
+    invocation = await service.open("sandcell_test_plugin", inputs, timeout)
+    return [event async for event in invocation.events()]
+
+
+async def settle(service: PluginService) -> None:
+    await asyncio.gather(*service._releasing)
+
+
+async def test_invocation_events_and_a_fresh_worker_each_time(service: PluginService) -> None:
+    await wait_ready(service)
+    first = await events(service, {"mode": "steps", "steps": 2})
+    second = await events(service, {"mode": "steps", "steps": 1})
+    assert [e["msg_type"] for e in first] == ["started", "progress", "progress", "completed"]
+    assert first[-1]["content"] == {"output": {"steps": 2}}
+    assert first[0]["content"]["worker_id"] != second[0]["content"]["worker_id"]
+    await settle(service)
+    launcher = cast(InProcessLauncher, service.launcher)
+    assert first[0]["content"]["worker_id"] in launcher.destroyed
+
+
+async def test_invalid_input_is_rejected_before_any_worker(service: PluginService) -> None:
+    await wait_ready(service)
+    launcher = cast(InProcessLauncher, service.launcher)
+    launched = list(launcher.launched)
+    with pytest.raises(InvalidInput) as info:
+        await service.open("sandcell_test_plugin", {"mode": "explode"})
+    assert info.value.fields[0]["field"] == "mode"
+    assert service.pools["sandcell_test_plugin"].stats()["claimed"] == 0
+    assert launcher.launched == launched and launcher.destroyed == []
+
+
+async def test_crash_mid_invoke_is_a_failed_event(service: PluginService) -> None:
+    await wait_ready(service)
+    got = await events(service, {"mode": "crash"})
+    assert [e["msg_type"] for e in got] == ["started", "progress", "failed"]
+    assert got[-1]["content"]["code"] == "worker_crashed"
+    assert "exited with code 3" in got[-1]["content"]["message"]
+
+
+async def test_timeout_fails_and_destroys_the_worker(service: PluginService) -> None:
+    await wait_ready(service)
+    got = await events(service, {"mode": "sleep", "seconds": 30}, timeout=0.2)
+    assert got[-1]["content"]["code"] == "timeout"
+    await settle(service)
+    assert got[0]["content"]["worker_id"] in cast(InProcessLauncher, service.launcher).destroyed
+
+
+async def test_output_is_validated(service: PluginService) -> None:
+    await wait_ready(service)
+    with pytest.raises(PluginFailed) as info:
+        await service.invoke("sandcell_test_plugin", {"mode": "bad_output"})
+    assert info.value.code == "plugin_invalid_output" and info.value.status == 502
+
+
+async def test_a_cancelled_caller_still_releases_its_worker(service: PluginService) -> None:
+    await wait_ready(service)
+    invocation = await service.open("sandcell_test_plugin", {"mode": "sleep", "seconds": 30})
+    stream = invocation.events()
+    started = await stream.__anext__()
+    task = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(0.05)  # let the call reach the worker
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await stream.aclose()
+    await settle(service)
+    assert started["content"]["worker_id"] in cast(InProcessLauncher, service.launcher).destroyed
+
+
+async def test_an_unread_invocation_releases_on_close(service: PluginService) -> None:
+    await wait_ready(service)
+    invocation = await service.open("sandcell_test_plugin", {"mode": "steps"})
+    await invocation.close()
+    await settle(service)
+    assert service.pools["sandcell_test_plugin"].stats()["claimed"] == 0
+
+
+async def test_concurrent_invocations(service: PluginService) -> None:
+    outputs = await asyncio.gather(*(service.invoke("sandcell_test_plugin",
+                                                    {"mode": "steps", "steps": n})
+                                     for n in range(1, 5)))
+    assert [o["steps"] for o in outputs] == [1, 2, 3, 4]
+    assert json.dumps(service.stats())  # serialisable for the API
+
+
+async def test_a_plugin_whose_image_is_missing_is_a_clear_503(tmp_path: Path) -> None:
+    config = GatewayConfig(state_dir=tmp_path / "s", port=0, plugins=PluginsConfig(dir=tmp_path))
+    manifest = dataclasses.replace(PluginManifest.load(TESTDATA / "sandcell_test_plugin"),
+                                   image="sandcell/missing:latest")
+    launcher = InProcessLauncher(config)
+    plugins = PluginService(config, cast(DockerBackend, None), PluginRegistry([manifest]), launcher)
+    await plugins.start()
+    try:
+        with pytest.raises(ServiceUnavailable) as info:
+            await plugins.open("sandcell_test_plugin", {"mode": "steps"})
+        assert info.value.code == "image_missing" and "sandcell images build" in info.value.message
+        assert launcher.launched == []
+    finally:
+        await plugins.close()
