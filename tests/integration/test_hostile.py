@@ -38,6 +38,17 @@ def test_fork_bomb_is_contained_by_the_pids_limit(client: sandcell.Client,
         assert session.execute("1+1").text == "2"
 
 
+def test_memory_bomb_kills_only_its_sandbox(client: sandcell.Client, gateway: Gateway,
+                                            bystander: sandcell.Session) -> None:
+    with client.sessions.create() as session:
+        with pytest.raises(sandcell.SandboxError) as info:
+            session.execute("x = []\nwhile True:\n    x.append(bytearray(64 << 20))", timeout=120)
+        assert info.value.code == "kernel_died"
+        assert "out of memory" in str(info.value), info.value
+        assert client.sessions.get(session.id).info.state == "dead"
+    gateway.wait_ready()  # the pool is whole again
+
+
 def test_disk_fill_hits_enospc_inside_the_sandbox(client: sandcell.Client,
                                                   bystander: sandcell.Session) -> None:
     code = ("import errno, os\nfor d in ('/tmp', os.path.expanduser('~')):\n    try:\n"
