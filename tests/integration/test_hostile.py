@@ -168,3 +168,37 @@ def test_container_removed_behind_the_gateways_back(client: sandcell.Client,
         with pytest.raises((sandcell.SandboxError, sandcell.ConflictError)):
             session.execute("1+1", timeout=30)
         assert client.sessions.get(session.id).info.state == "dead"
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(l for l in status if l.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def test_output_flood_is_truncated_and_interruptible(client: sandcell.Client, gateway: Gateway,
+                                                     bystander: sandcell.Session) -> None:
+    assert gateway.process is not None
+    before = _rss_mb(gateway.process.pid)
+    with client.sessions.create() as session:
+        with session.execute_stream("while True:\n    print('x' * 10000)") as stream:
+            marker = next(e for e in stream if isinstance(e, sandcell.StreamEvent)
+                          and "output truncated" in e.text)
+            assert marker.name == "stderr"
+            session.interrupt()
+            ex = stream.result()
+        assert ex.error is not None and ex.error.ename == "KeyboardInterrupt"
+        assert len(ex.stdout) <= 40 << 20
+        assert session.execute("1+1").text == "2"
+    assert _rss_mb(gateway.process.pid) - before < 200
+
+
+def test_client_that_leaves_mid_stream_interrupts_its_cell(client: sandcell.Client) -> None:
+    """Documented policy (docs/api.md): closing the stream early interrupts the cell."""
+    with client.sessions.create() as session:
+        code = "print('go', flush=True)\nimport time\ntime.sleep(120)\nfinished = True"
+        with session.execute_stream(code) as stream:
+            next(e for e in stream if isinstance(e, sandcell.StreamEvent))
+        start = time.perf_counter()
+        assert session.execute("'finished' in dir()", timeout=60).text == "False"
+        assert time.perf_counter() - start < 30
