@@ -165,25 +165,37 @@ class DockerBackend:
         shutil.rmtree(self._config.state_dir, ignore_errors=True)
         return len(containers)
 
-    def watch_exits(self, on_exit: Callable[[str], None]) -> None:
-        """Call ``on_exit(sandbox_id)`` on the loop whenever one of our containers dies."""
+    def watch_exits(self, on_exit: Callable[[str, str], None]) -> None:
+        """Call ``on_exit(sandbox_id, reason)`` on the loop whenever one of our containers
+        dies; ``reason`` says why in words a user can act on."""
         loop = asyncio.get_running_loop()
         thread = threading.Thread(target=self._watch, args=(loop, on_exit),
                                   name="docker-events", daemon=True)
         thread.start()
 
-    def _watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str], None]) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str, str], None]) -> None:
         filters = {"type": "container", "event": "die", "label": _label_filters(self.labels)}
         while not self._events_stop.is_set():
             try:
                 for event in self.client.events(decode=True, filters=filters):
-                    sandbox_id = event.get("Actor", {}).get("Attributes", {}).get(
-                        LABEL_PREFIX + "sandbox")
+                    actor = event.get("Actor", {})
+                    sandbox_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
                     if sandbox_id:
-                        loop.call_soon_threadsafe(on_exit, sandbox_id)
+                        reason = self._death_reason(actor.get("ID", ""), actor["Attributes"])
+                        loop.call_soon_threadsafe(on_exit, sandbox_id, reason)
             except Exception:  # daemon restarted or unreachable: retry after a backoff
                 log.warning("Docker event stream broke; reconnecting", exc_info=True)
             self._events_stop.wait(1.0)  # backoff before reconnecting
+
+    def _death_reason(self, container_id: str, attributes: dict[str, str]) -> str:
+        """Runs on the events thread, so the blocking inspect is fine here."""
+        try:
+            state = self.client.api.inspect_container(container_id)["State"]
+        except docker.errors.DockerException:
+            return "its container was removed"
+        if state.get("OOMKilled"):
+            return "out of memory: the code used more than the sandbox's memory limit"
+        return f"its container exited with code {attributes.get('exitCode', state.get('ExitCode'))}"
 
     def close(self) -> None:
         self._events_stop.set()

@@ -43,6 +43,7 @@ class Sandbox:
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     dead: bool = False
+    death_reason: str = ""
     public_id: str = ""  # set when a restart swaps in a new container under the old id
     language_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # from kernel_info
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
@@ -61,7 +62,9 @@ class Sandbox:
             return "dead"
         return "busy" if self._lock.locked() else "running"
 
-    def mark_dead(self) -> None:
+    def mark_dead(self, reason: str = "its kernel stopped") -> None:
+        if not self.dead:
+            self.death_reason = reason
         self.dead = True
         self.kernel.fail_pending()
 
@@ -107,7 +110,7 @@ class Sandbox:
                     msg = await pending.next()
             except KernelGone:
                 self.mark_dead()
-                yield _KERNEL_DIED
+                yield _event("gateway_error", {"code": "kernel_died", "message": self._obituary()})
                 return
             except TimeoutError:
                 if interrupted:
@@ -145,7 +148,11 @@ class Sandbox:
 
     def _check_alive(self) -> None:
         if self.dead:
-            raise KernelDied(f"sandbox {self.id}'s kernel died; restart or delete it")
+            raise KernelDied(self._obituary())
+
+    def _obituary(self) -> str:
+        return (f"sandbox {self.id} died ({self.death_reason or 'its kernel stopped'}); "
+                "restart it (POST .../restart) or delete it")
 
     async def interrupt(self) -> None:
         self._check_alive()
@@ -162,12 +169,6 @@ class Sandbox:
 
 def _event(msg_type: str, content: dict[str, Any]) -> Event:
     return {"msg_type": msg_type, "content": content}
-
-
-_KERNEL_DIED = _event("gateway_error", {
-    "code": "kernel_died",
-    "message": "the sandbox's kernel died (its container exited: out of memory, killed, or the "
-               "code ended the process); restart or delete the sandbox"})
 
 
 def _public_content(msg: dict[str, Any]) -> dict[str, Any]:

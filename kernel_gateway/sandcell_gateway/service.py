@@ -78,11 +78,11 @@ class SandboxService:
         sandbox.kernel.close()
         await self.backend.remove(sandbox.handle)
 
-    def _on_container_exit(self, container_sandbox_id: str) -> None:
+    def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
             if sandbox.handle.sandbox_id == container_sandbox_id:
-                log.warning("sandbox %s: container exited", sandbox.id)
-                sandbox.mark_dead()
+                log.warning("sandbox %s died: %s", sandbox.id, reason)
+                sandbox.mark_dead(reason)
                 return
         for pool in self.pools.values():
             pool.discard(container_sandbox_id)

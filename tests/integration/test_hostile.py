@@ -38,6 +38,17 @@ def test_fork_bomb_is_contained_by_the_pids_limit(client: sandcell.Client,
         assert session.execute("1+1").text == "2"
 
 
+def test_memory_bomb_kills_only_its_sandbox(client: sandcell.Client, gateway: Gateway,
+                                            bystander: sandcell.Session) -> None:
+    with client.sessions.create() as session:
+        with pytest.raises(sandcell.SandboxError) as info:
+            session.execute("x = []\nwhile True:\n    x.append(bytearray(64 << 20))", timeout=120)
+        assert info.value.code == "kernel_died"
+        assert "out of memory" in str(info.value), info.value
+        assert client.sessions.get(session.id).info.state == "dead"
+    gateway.wait_ready()  # the pool is whole again
+
+
 def test_disk_fill_hits_enospc_inside_the_sandbox(client: sandcell.Client,
                                                   bystander: sandcell.Session) -> None:
     code = ("import errno, os\nfor d in ('/tmp', os.path.expanduser('~')):\n    try:\n"
@@ -54,17 +65,16 @@ def test_disk_fill_hits_enospc_inside_the_sandbox(client: sandcell.Client,
 def test_cpu_spin_does_not_starve_another_session(client: sandcell.Client,
                                                   bystander: sandcell.Session) -> None:
     with client.sessions.create() as spinner:
-        stream = spinner.execute_stream("while True:\n    pass")
-        try:
+        with spinner.execute_stream("print('spinning', flush=True)\nwhile True:\n    pass") as stream:
+            next(e for e in stream if isinstance(e, sandcell.StreamEvent))  # it spins now
             latencies = []
             for _ in range(10):
                 start = time.perf_counter()
                 assert bystander.execute("1+1").text == "2"
                 latencies.append(time.perf_counter() - start)
-            assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
-        finally:
             spinner.interrupt()
-            stream.result()
+            assert stream.result().error.ename == "KeyboardInterrupt"
+        assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
 
 
 @pytest.mark.parametrize("target", ["10.0.0.1", "172.17.0.1", "192.168.1.1",
@@ -78,22 +88,33 @@ def test_no_route_out(client: sandcell.Client, target: str) -> None:
 
 
 def test_cannot_reach_another_sandboxs_kernel(client: sandcell.Client) -> None:
+    """Only this sandbox's own connection directory is mounted, and nothing else from the
+    host: no other kernel's ipc sockets exist in its filesystem."""
+    code = ("import os\nprint(sorted(os.listdir('/conn')))\n"
+            "print([l.split()[4] for l in open('/proc/self/mountinfo') if ' /conn ' in l "
+            "or '/sandcell-' in l])")
+    with client.sessions.create() as session, client.sessions.create() as other:
+        ex = session.execute(code, timeout=30)
+        files, mounts = ex.stdout.splitlines()
+        assert files == "['k-1', 'k-2', 'k-3', 'k-4', 'k-5', 'kernel.json']"
+        assert mounts == "['/conn']"
+        assert other.id not in ex.stdout
+
+
+def test_host_processes_are_invisible(client: sandcell.Client) -> None:
+    code = ("import os\nprint(sorted(open(f'/proc/{p}/comm').read().strip() "
+            "for p in os.listdir('/proc') if p.isdigit()))")
     with client.sessions.create() as session:
-        ex = session.execute("import os\nprint(sorted(os.listdir('/conn')))", timeout=30)
-        # only its own kernel's sockets are mounted; no other sandbox's directory is visible
-        names = ex.stdout.strip()
-        assert "kernel.json" in names and "sbx_" not in names
-        probe = session.execute("import glob; print(glob.glob('/**/k-1', recursive=True))",
-                                timeout=60)
-        assert probe.stdout.strip() == "['/conn/k-1']", probe.stdout
+        ex = session.execute(code, timeout=30)
+    assert set(eval(ex.stdout)) <= {"tini", "python", "sandcell-kernel", "sh"}, ex.stdout
 
 
 ESCAPES = {
     "setuid root": "import os; os.setuid(0)",
     "mount": "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
              "assert libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0, ctypes.get_errno()",
-    "ptrace pid 1": "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
-                    "assert libc.ptrace(16, 1, None, None) == 0, ctypes.get_errno()",
+    "ptrace a host pid": "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
+                         "assert libc.ptrace(16, 4000000, None, None) == 0, ctypes.get_errno()",
     "write root fs": "open('/etc/passwd', 'a').write('x')",
     "docker socket": "import socket; s = socket.socket(socket.AF_UNIX)\n"
                      "s.connect('/var/run/docker.sock')",
@@ -147,3 +168,37 @@ def test_container_removed_behind_the_gateways_back(client: sandcell.Client,
         with pytest.raises((sandcell.SandboxError, sandcell.ConflictError)):
             session.execute("1+1", timeout=30)
         assert client.sessions.get(session.id).info.state == "dead"
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(l for l in status if l.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def test_output_flood_is_truncated_and_interruptible(client: sandcell.Client, gateway: Gateway,
+                                                     bystander: sandcell.Session) -> None:
+    assert gateway.process is not None
+    before = _rss_mb(gateway.process.pid)
+    with client.sessions.create() as session:
+        with session.execute_stream("while True:\n    print('x' * 10000)") as stream:
+            marker = next(e for e in stream if isinstance(e, sandcell.StreamEvent)
+                          and "output truncated" in e.text)
+            assert marker.name == "stderr"
+            session.interrupt()
+            ex = stream.result()
+        assert ex.error is not None and ex.error.ename == "KeyboardInterrupt"
+        assert len(ex.stdout) <= 40 << 20
+        assert session.execute("1+1").text == "2"
+    assert _rss_mb(gateway.process.pid) - before < 200
+
+
+def test_client_that_leaves_mid_stream_interrupts_its_cell(client: sandcell.Client) -> None:
+    """Documented policy (docs/api.md): closing the stream early interrupts the cell."""
+    with client.sessions.create() as session:
+        code = "print('go', flush=True)\nimport time\ntime.sleep(120)\nfinished = True"
+        with session.execute_stream(code) as stream:
+            next(e for e in stream if isinstance(e, sandcell.StreamEvent))
+        start = time.perf_counter()
+        assert session.execute("'finished' in dir()", timeout=60).text == "False"
+        assert time.perf_counter() - start < 30

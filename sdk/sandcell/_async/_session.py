@@ -65,7 +65,8 @@ class AsyncExecutionStream:
         return self._accumulator.result()
 
     async def close(self) -> None:
-        """Stop reading and release the connection; the execution itself keeps running."""
+        """Stop reading and release the connection; if the execution is still running, the
+        gateway interrupts it (a client that leaves mid-stream cancels its cell)."""
         self._finished = True
         if self._response is not None:
             await self._response.aclose()

@@ -66,7 +66,8 @@ class ExecutionStream:
         return self._accumulator.result()
 
     def close(self) -> None:
-        """Stop reading and release the connection; the execution itself keeps running."""
+        """Stop reading and release the connection; if the execution is still running, the
+        gateway interrupts it (a client that leaves mid-stream cancels its cell)."""
         self._finished = True
         if self._response is not None:
             self._response.close()
