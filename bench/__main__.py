@@ -11,6 +11,7 @@ from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
 from . import baselines, scenarios
+from .plugins import plugin_samples
 from .stats import Sample, Target, table, targets_table
 
 CONFIG = """
@@ -27,9 +28,11 @@ TARGETS = [
     Target(FIRST, "sandcell SDK (warm claim)", "Jupyter Kernel Gateway", 30, under_ms=20),
     Target(FIRST, "sandcell SDK (warm claim)", "container per request", 30),
     Target("1+1 round trip", "sandcell SDK (sync)", "raw jupyter_client (local kernel)", 1 / 1.5),
+    Target("plugin invoke add_numbers", "sandcell warm worker", "container per call", 20),
 ]
 
 BASELINES = {"1+1 round trip": "raw jupyter_client (local kernel)",
+             "plugin invoke add_numbers": "container per call",
              "new kernel to first 1+1 result": "Jupyter Kernel Gateway"}
 
 
@@ -37,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="repetitions per scenario")
     parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--no-plugins", action="store_true", help="skip the plugin scenario")
     args = parser.parse_args()
     ensure_images(["python"])
     cold_runs = max(3, args.runs // 5)
@@ -55,6 +59,8 @@ def main() -> None:
                     scenarios.async_sdk_round_trip(gw, args.runs),
                     scenarios.claim_latency(gw, args.runs),
                     scenarios.first_result(gw, max(5, args.runs // 2))]
+    if not args.no_plugins:
+        samples += plugin_samples(cold_runs)
     print(table(samples, BASELINES))
     print()
     print(targets_table(TARGETS, samples))

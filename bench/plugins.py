@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from sandcell_gateway.plugins.workers import WorkerLauncher
 from sandcell_gateway.testing import GatewayProcess, wait_for
 from sandcell_plugin._proto import plugin_pb2 as pb
 
+from .stats import Sample, table
+
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -39,12 +40,6 @@ max_total = 1
 min_ready = 1
 max_total = 4
 """
-
-
-def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered) * 1000:8.1f} ms   p95 {p95 * 1000:8.1f} ms   (n={len(ordered)})"
 
 
 def warm(runs: int, plugin: str) -> list[float]:
@@ -88,18 +83,22 @@ async def cold(runs: int, plugin: str) -> list[float]:
     return samples
 
 
+def plugin_samples(runs: int, plugin: str = "add_numbers") -> list[Sample]:
+    """Warm and cold invocation latency of ``plugin``, as table rows."""
+    ensure_images(["plugin-python", "plugin-java"])
+    scenario = f"plugin invoke {plugin}"
+    return [Sample(scenario, "sandcell warm worker", warm(runs, plugin)),
+            Sample(scenario, "container per call", asyncio.run(cold(runs, plugin)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.plugins", description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--plugin", default="add_numbers",
                         help="add_numbers, multiply_numbers (Java) or subtract_numbers (Python)")
     args = parser.parse_args()
-    ensure_images(["plugin-python", "plugin-java"])
-    warm_samples = warm(args.runs, args.plugin)
-    cold_samples = asyncio.run(cold(args.runs, args.plugin))
-    print(f"\n{args.plugin} invoke latency, {args.runs} calls each")
-    print(f"  warm pool (SDK -> gateway -> pooled worker) {percentiles(warm_samples)}")
-    print(f"  cold (container started per call)           {percentiles(cold_samples)}")
+    samples = plugin_samples(args.runs, args.plugin)
+    print(table(samples, {samples[0].scenario: "container per call"}))
 
 
 if __name__ == "__main__":

@@ -91,12 +91,15 @@ class DockerBackend:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
         self._events_stop = threading.Event()
         self._uid = sandbox_uid()
+        # per gateway: several gateways (tests, a user's own) may share the state_dir
+        self.root = config.state_dir / config.gateway_id
 
     @property
     def labels(self) -> dict[str, str]:
         return {LABEL_PREFIX + "gateway": self._config.gateway_id}
 
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a blocking docker-py function on the backend's thread pool."""
         loop = asyncio.get_running_loop()
         call = functools.partial(self._docker_call, fn, *args, **kwargs)
         return await loop.run_in_executor(self._executor, call)
@@ -119,13 +122,13 @@ class DockerBackend:
 
     async def launch(self, template: TemplateConfig, sandbox_id: str) -> ContainerHandle:
         """Start a container whose kernel listens on ipc sockets in a fresh host directory."""
-        conn_dir = self._config.state_dir / sandbox_id
+        conn_dir = self.root / sandbox_id
         conn_dir.mkdir(parents=True, mode=0o700)
         try:
             connection = write_connection_file(conn_dir, self._uid if os.getuid() == 0 else None)
             labels = {**self.labels, LABEL_PREFIX + "sandbox": sandbox_id,
                       LABEL_PREFIX + "template": template.name, LABEL_PREFIX + "tenant": "default"}
-            container = await self._run(
+            container = await self.run(
                 self.client.containers.run, template.image, detach=True, labels=labels,
                 volumes={str(conn_dir): {"bind": "/conn", "mode": "rw"}},
                 **run_options(template, self._uid))
@@ -137,7 +140,7 @@ class DockerBackend:
     async def poll(self, handle: ContainerHandle) -> str | None:
         """The container's status (``running``, ``exited``, ...), or None when it is gone."""
         try:
-            container = await self._run(self.client.containers.get, handle.container_id)
+            container = await self.run(self.client.containers.get, handle.container_id)
         except BackendUnavailable as exc:
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None
@@ -147,7 +150,7 @@ class DockerBackend:
     async def remove(self, handle: ContainerHandle) -> None:
         """Kill and remove the container and its connection directory. Idempotent."""
         try:
-            await self._run(self._remove_by_id, handle.container_id)
+            await self.run(self._remove_by_id, handle.container_id)
         finally:
             shutil.rmtree(handle.conn_dir, ignore_errors=True)
 
@@ -159,10 +162,10 @@ class DockerBackend:
 
     async def remove_all(self) -> int:
         """Remove every container this gateway owns (used at start and at shutdown)."""
-        containers = await self._run(self.client.api.containers, all=True, quiet=True,
+        containers = await self.run(self.client.api.containers, all=True, quiet=True,
                                      filters={"label": _label_filters(self.labels)})
-        await asyncio.gather(*(self._run(self._remove_by_id, c["Id"]) for c in containers))
-        shutil.rmtree(self._config.state_dir, ignore_errors=True)
+        await asyncio.gather(*(self.run(self._remove_by_id, c["Id"]) for c in containers))
+        shutil.rmtree(self.root, ignore_errors=True)
         return len(containers)
 
     def watch_exits(self, on_exit: Callable[[str, str], None]) -> None:

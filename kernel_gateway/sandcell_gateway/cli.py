@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from .config import ConfigError, load_config
+from .config import ConfigError, GatewayConfig, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         from .imagebuild import ImageBuildError, ensure_images
 
         try:
-            ensure_images(sorted({t.image for t in config.templates.values()}))
+            ensure_images(_images_needed(config))
         except ImageBuildError as exc:
             print(f"sandcell: cannot build the sandbox images: {exc}", file=sys.stderr)
             return 1
@@ -49,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(serve(config))
     return 0
+
+
+def _images_needed(config: GatewayConfig) -> list[str]:
+    """Every image the gateway will start: templates' and, when enabled, plugins'."""
+    images = {t.image for t in config.templates.values()}
+    if config.plugins.enabled:
+        from .plugins.registry import PluginRegistry
+
+        images |= {m.image for m in PluginRegistry.discover(config.plugins).list()}
+    return sorted(images)
 
 
 if __name__ == "__main__":

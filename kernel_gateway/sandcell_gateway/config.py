@@ -111,6 +111,7 @@ class GatewayConfig:
     ready_timeout: float = 60.0
     interrupt_grace: float = 10.0
     max_body_size: int = 1024 * 1024
+    max_output_bytes: int = 32 * 1024 * 1024  # per execution; beyond it output is dropped
     launch_concurrency: int = 2
     state_dir: Path = Path()
     runtime_dir: Path = Path()

@@ -75,7 +75,9 @@ class KernelConnection:
         conn.close()
     """
 
-    def __init__(self, info: dict[str, Any], context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(self, info: dict[str, Any], context: zmq.asyncio.Context | None = None,
+                 output_limit: int | None = None) -> None:
+        self.output_limit = output_limit
         self._session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256",
                                 username="sandcell")
         self._context = context or zmq.asyncio.Context.instance()
@@ -90,7 +92,7 @@ class KernelConnection:
         self._shell, self._control = self._sockets["shell"], self._sockets["control"]
         self._iopub = self._sockets["iopub"]
         self._iopub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._waiters: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
+        self._waiters: dict[str, Inbox] = {}
         self._subscribers: list[Subscriber] = []
         self._readers = [asyncio.ensure_future(self._read(name, s))
                          for name, s in self._sockets.items()]
@@ -173,10 +175,10 @@ class KernelConnection:
         finally:
             self._waiters.pop(msg_id, None)
 
-    async def _start(self, sock: zmq.asyncio.Socket, msg_type: str,
-                     content: dict[str, Any]) -> tuple[str, asyncio.Queue[dict[str, Any] | None]]:
+    async def _start(self, sock: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
+                     output_limit: int | None = None) -> tuple[str, Inbox]:
         # Register before sending: a fast kernel can reply before send_multipart returns.
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        queue = Inbox(output_limit)
         msg = self._session.msg(msg_type, content)
         msg_id = str(msg["header"]["msg_id"])
         self._waiters[msg_id] = queue
@@ -184,7 +186,7 @@ class KernelConnection:
         return msg_id, queue
 
     @staticmethod
-    async def next_message(queue: asyncio.Queue[dict[str, Any] | None]) -> dict[str, Any]:
+    async def next_message(queue: Inbox) -> dict[str, Any]:
         msg = await queue.get()
         if msg is None:
             raise KernelGone("the kernel's container exited")
@@ -207,7 +209,7 @@ class KernelConnection:
                 if iopub_seen:
                     return reply
 
-    async def _collect_info(self, queue: asyncio.Queue[dict[str, Any] | None]
+    async def _collect_info(self, queue: Inbox
                             ) -> tuple[dict[str, Any], bool]:
         reply: dict[str, Any] = {}
         iopub_seen = False
@@ -226,7 +228,8 @@ class KernelConnection:
         """Send ``execute_request``; read its messages from the returned handle."""
         content = {"code": code, "silent": silent, "store_history": not silent,
                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
-        msg_id, queue = await self._start(self._shell, "execute_request", content)
+        msg_id, queue = await self._start(self._shell, "execute_request", content,
+                                          self.output_limit)
         return PendingExecution(queue, lambda: self._waiters.pop(msg_id, None))
 
     async def interrupt(self, timeout: float = 5.0) -> None:
@@ -253,6 +256,46 @@ class KernelConnection:
             sock.close(linger=0)
 
 
+class Inbox(asyncio.Queue["dict[str, Any] | None"]):
+    """The messages answering one request.
+
+    Output past ``limit`` bytes is dropped, announced once by a stderr marker in its place,
+    so a cell that floods output cannot grow the gateway's memory however slow the client
+    reads. Status and reply messages always get through.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__()
+        self._limit = limit
+        self._used = 0
+        self.truncated = False
+
+    def put_nowait(self, msg: dict[str, Any] | None) -> None:
+        if msg is not None and self._limit is not None and msg["msg_type"] in BULKY_TYPES:
+            self._used += _output_size(msg["content"])
+            if self._used > self._limit:
+                if not self.truncated:
+                    self.truncated = True
+                    super().put_nowait(self._marker(msg))
+                return
+        super().put_nowait(msg)
+
+    def _marker(self, msg: dict[str, Any]) -> dict[str, Any]:
+        text = (f"\n[Sandcell: output truncated after {self._limit} bytes; the rest of this "
+                "cell's output is dropped]\n")
+        return {**msg, "msg_type": "stream", "content": {"name": "stderr", "text": text}}
+
+
+BULKY_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
+
+
+def _output_size(content: dict[str, Any]) -> int:
+    if "text" in content:
+        return len(content["text"])
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v))
+               for v in content.get("data", {}).values())
+
+
 class PendingExecution:
     """Messages of one ``execute_request``: IOPub output in order, then the ``execute_reply``.
 
@@ -260,7 +303,7 @@ class PendingExecution:
     output of the request has been returned. Cancelling ``next()`` (a timeout) loses nothing.
     """
 
-    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None],
+    def __init__(self, queue: Inbox,
                  release: Callable[[], object]) -> None:
         self._queue = queue
         self._release = release

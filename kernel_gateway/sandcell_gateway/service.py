@@ -53,7 +53,7 @@ class SandboxService:
         removed = await self.backend.remove_all()
         if removed:
             log.info("removed %d container(s) left by a previous run", removed)
-        self.config.state_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self.backend.root.mkdir(parents=True, mode=0o700, exist_ok=True)
         await self.store.open()
         await self.store.mark_all_deleted()  # a previous run's sandboxes are gone (reaped above)
         await self._purge_history()
@@ -64,7 +64,7 @@ class SandboxService:
 
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
         handle = await self.backend.launch(template, sandbox_id)
-        kernel = KernelConnection(handle.connection)
+        kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
         try:
             info = await kernel.wait_ready(self.config.ready_timeout)
         except BaseException:

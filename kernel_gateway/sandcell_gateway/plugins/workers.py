@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -72,9 +71,8 @@ class WorkerLauncher:
         self.config = config
         self.backend = backend
         self._uid = sandbox_uid()
-        # Per gateway, beside the sandboxes' state_dir: gateways sharing a state_dir remove
-        # all of it at start and stop, which must not pull sockets from under live workers.
-        self.root = Path(f"{config.state_dir}-plugins") / config.gateway_id
+        # beside the gateway's sandbox directories, which the backend removes at start/stop
+        self.root = config.state_dir / f"{config.gateway_id}-plugins"
 
     def reset(self) -> None:
         """Remove socket directories a previous run left (their containers are reaped by label)."""
@@ -120,7 +118,7 @@ class WorkerLauncher:
                                   "SANDCELL_PPP_SOCKET": f"/conn/{SOCKET_NAME}"}
         volumes = {str(conn_dir): {"bind": "/conn", "mode": "rw"},
                    str(manifest.directory): {"bind": "/plugin", "mode": "ro"}}
-        container = await self.backend._run(
+        container = await self.backend.run(
             self.backend.client.containers.run, template.image, detach=True, labels=labels,
             volumes=volumes, **options)
         return str(container.id)
@@ -161,7 +159,7 @@ class WorkerLauncher:
 
     async def image_exists(self, image: str) -> bool:
         try:
-            await self.backend._run(self.backend.client.images.get, image)
+            await self.backend.run(self.backend.client.images.get, image)
         except GatewayError as exc:
             if exc.code == "image_missing":
                 return False
@@ -173,12 +171,12 @@ class WorkerLauncher:
         stop); else how it ended, e.g. ``exit code 3``, with the tail of its log."""
         if wait:
             try:
-                await self.backend._run(self.backend.client.api.wait, worker.container_id,
+                await self.backend.run(self.backend.client.api.wait, worker.container_id,
                                         timeout=wait)
             except GatewayError:
                 pass  # still running after ``wait``, or gone: inspect says which
         try:
-            attrs = await self.backend._run(self.backend.client.api.inspect_container,
+            attrs = await self.backend.run(self.backend.client.api.inspect_container,
                                             worker.container_id)
         except GatewayError:
             return "the container is gone"
@@ -192,7 +190,7 @@ class WorkerLauncher:
 
     async def _log_tail(self, container_id: str) -> str:
         try:
-            raw = await self.backend._run(self.backend.client.api.logs, container_id, tail=5)
+            raw = await self.backend.run(self.backend.client.api.logs, container_id, tail=5)
         except GatewayError:
             return ""
         return bytes(raw).decode(errors="replace").strip()[-500:]
@@ -205,7 +203,7 @@ class WorkerLauncher:
     async def _remove(self, container_id: str, conn_dir: Path) -> None:
         try:
             if container_id:
-                await self.backend._run(self._remove_container, container_id)
+                await self.backend.run(self._remove_container, container_id)
         finally:
             shutil.rmtree(conn_dir, ignore_errors=True)
 

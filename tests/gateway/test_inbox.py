@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from sandcell_gateway.kernel import Inbox
+
+
+def _stream(text: str) -> dict:
+    return {"msg_type": "stream", "content": {"name": "stdout", "text": text},
+            "parent_header": {"msg_id": "m"}}
+
+
+def _drain(inbox: Inbox) -> list[dict]:
+    out = []
+    while not inbox.empty():
+        out.append(inbox.get_nowait())
+    return out
+
+
+def test_output_past_the_limit_is_dropped_with_one_marker() -> None:
+    inbox = Inbox(limit=25)
+    for _ in range(10):
+        inbox.put_nowait(_stream("x" * 10))
+    inbox.put_nowait({"msg_type": "status", "content": {"execution_state": "idle"},
+                      "parent_header": {}})
+    messages = _drain(inbox)
+    texts = [m["content"].get("text") for m in messages]
+    assert texts[:2] == ["x" * 10, "x" * 10]
+    assert "output truncated after 25 bytes" in texts[2] and messages[2]["content"]["name"] == "stderr"
+    assert messages[3]["msg_type"] == "status" and len(messages) == 4
+    assert inbox.truncated
+
+
+def test_rich_output_counts_and_no_limit_keeps_everything() -> None:
+    inbox = Inbox(limit=5)
+    inbox.put_nowait({"msg_type": "display_data", "content": {"data": {"text/plain": "123456"}},
+                      "parent_header": {}})
+    assert "truncated" in _drain(inbox)[0]["content"]["text"]
+    unlimited = Inbox()
+    for _ in range(100):
+        unlimited.put_nowait(_stream("y" * 1000))
+    assert len(_drain(unlimited)) == 100 and not unlimited.truncated
