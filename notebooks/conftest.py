@@ -31,6 +31,10 @@ sandbox_ttl = 600
 [templates.python]
 min_ready = 2
 max_total = 6
+
+[plugins]
+min_ready = 1
+max_total = 2
 """
 
 SANITIZE = Path(__file__).with_name("sanitize.cfg")
@@ -41,7 +45,7 @@ _workdir: tempfile.TemporaryDirectory[str] | None = None
 
 def _start_gateway() -> GatewayProcess:
     global _gateway, _workdir
-    ensure_images(["python"])
+    ensure_images(["python", "plugin-python", "plugin-java"])  # plugins.ipynb
     _workdir = tempfile.TemporaryDirectory(prefix="sandcell-notebooks-")
     _gateway = GatewayProcess(Path(_workdir.name), CONFIG).start()
     _gateway.wait_ready()

@@ -83,8 +83,16 @@ class BaseHandler(tornado.web.RequestHandler):
             code, message = STATUS_CODES.get(status_code, "http_error"), exc.log_message or self._reason
         else:
             code, message = "internal_error", f"the gateway failed: {exc!r}"
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", "application/json")
         self.finish({"error": {"code": code, "message": message, "request_id": self.request_id}})
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this handler implements (RFC 9110: a 405 must list them)."""
+        base = tornado.web.RequestHandler
+        return [m for m in self.SUPPORTED_METHODS
+                if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError) and value.status < 500:

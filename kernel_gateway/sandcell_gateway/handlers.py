@@ -32,7 +32,9 @@ class HealthHandler(BaseHandler):
     public = True
 
     def get(self) -> None:
-        self.write_json({"status": "ok", "version": __version__, "pools": self.service.stats()})
+        plugins = self.deps.plugins.stats() if self.deps.plugins is not None else {}
+        self.write_json({"status": "ok", "version": __version__, "pools": self.service.stats(),
+                         "plugins": plugins})
 
 
 class OpenAPIHandler(BaseHandler):
@@ -102,10 +104,16 @@ class ExecuteHandler(BaseHandler):
         self._task = asyncio.current_task()
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-store")
+        ended: set[str] = set()
         try:
             async for event in events:
                 self.write(json.dumps(event) + "\n")
+                if _cell_over(event, ended):
+                    break
                 await self.flush()
+            # End the response now: the history write in aclose() need not delay the client.
+            self._task = None
+            self.finish()
         except (StreamClosedError, asyncio.CancelledError):
             log.info("client left an execution on %s; interrupting it", sandbox_id)
         finally:
@@ -117,6 +125,15 @@ class ExecuteHandler(BaseHandler):
     def on_connection_close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def _cell_over(event: dict[str, Any], ended: set[str]) -> bool:
+    """True once a cell's reply and its idle status have both been seen (the last events)."""
+    kind = event["msg_type"]
+    if kind == "execute_reply" or (kind == "status"
+                                   and event["content"].get("execution_state") == "idle"):
+        ended.add(kind)
+    return len(ended) == 2
 
 
 _ID = r"([^/]+)"

@@ -77,7 +77,8 @@ def _paths() -> dict[str, Any]:
     stream = {"200": {"description": "NDJSON stream of execution events", "content": {
         "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/ExecutionEvent"}}}}}
     return {
-        "/api/v1/health": {"get": {"summary": "Gateway and pool status", "security": [],
+        "/api/v1/health": {"get": {"summary": "Gateway status, sandbox pools (pools) and plugin "
+                                              "worker pools (plugins)", "security": [],
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": _json({"type": "object"}, "doc")}}},
@@ -118,7 +119,10 @@ SCHEMAS.update({
             "name": {"type": "string"}, "version": {"type": "string"},
             "versions": {"type": "array", "items": {"type": "string"}},
             "language": {"type": "string"}, "description": {"type": "string"},
-            "image": {"type": "string"}, "reuse": {"type": "string", "enum": ["fresh"]},
+            "image": {"type": "string"}, "reuse": {"oneOf": [
+                {"type": "string", "enum": ["fresh"]},
+                {"type": "object", "required": ["max_invocations"], "additionalProperties": False,
+                 "properties": {"max_invocations": {"type": "integer", "minimum": 1}}}]},
             "timeout": {"type": ["number", "null"]},
             "input_schema": {"type": "object"}, "output_schema": {"type": "object"},
             "pool": {"type": "object"}},

@@ -22,7 +22,8 @@ class WarmPool:
 
     ``claim()`` pops a ready sandbox without touching Docker and wakes the refill task; when the
     pool is empty it waits for the next ready one until a deadline. A claimed sandbox leaves the
-    pool for good: ``release()`` destroys it.
+    pool for good: ``release()`` destroys it. (Plugin pools whose manifest opts into reuse
+    put a worker back with ``give_back()``.)
 
     Example::
 
@@ -64,9 +65,9 @@ class WarmPool:
         """Hand out a ready sandbox (O(1) when one is ready)."""
         if self._ready:
             sandbox = self._ready.popleft()
+            self._claimed += 1
         else:
-            sandbox = await self._wait_for_ready(timeout)
-        self._claimed += 1
+            sandbox = await self._wait_for_ready(timeout)  # ``_offer`` counted it claimed
         self._wake.set()
         return sandbox
 
@@ -80,6 +81,11 @@ class WarmPool:
             raise ServiceUnavailable(
                 f"no warm {self.template.name!r} sandbox became ready within {timeout:g}s "
                 f"({self._describe_load()}); retry later or raise max_total") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled
+                self._claimed -= 1
+                self._offer(waiter.result(), first=True)
+            raise
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
@@ -93,6 +99,16 @@ class WarmPool:
         self._claimed -= 1
         self._wake.set()
         await self._destroy(sandbox)
+
+    def give_back(self, item: Sandbox) -> None:
+        """Return a claimed item to the ready set, to be handed out next.
+
+        Only for the plugin pools, whose manifests may let a worker serve several calls;
+        claimed sandboxes are never given back (``release()`` destroys them).
+        """
+        self._claimed -= 1
+        self._offer(item, first=True)
+        self._wake.set()
 
     def discard(self, sandbox_id: str) -> None:
         """Forget a ready sandbox whose container died before anyone claimed it."""
@@ -142,13 +158,19 @@ class WarmPool:
         await asyncio.sleep(1.0)  # backoff: do not hammer a failing Docker daemon
         self._wake.set()
 
-    def _offer(self, sandbox: Sandbox) -> None:
+    def _offer(self, sandbox: Sandbox, first: bool = False) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                # counted as claimed now, not when the waiter wakes: until then the refill
+                # task would see a gap and start one sandbox too many
+                self._claimed += 1
                 waiter.set_result(sandbox)
                 return
-        self._ready.append(sandbox)
+        if first:
+            self._ready.appendleft(sandbox)
+        else:
+            self._ready.append(sandbox)
 
     async def close(self) -> None:
         """Stop refilling and destroy the ready sandboxes (claimed ones belong to the service)."""

@@ -41,7 +41,7 @@ class PluginInfo:
     versions: list[str] = field(default_factory=list)
     input_schema: dict[str, Any] = field(default_factory=dict)
     output_schema: dict[str, Any] = field(default_factory=dict)
-    reuse: str = "fresh"
+    reuse: str | dict[str, Any] = "fresh"  # or {"max_invocations": N}: see docs/plugins.md
     timeout: float | None = None
 
     @classmethod
@@ -55,9 +55,13 @@ class PluginInfo:
             versions=list(payload.get("versions") or [version]),
             input_schema=dict(payload.get("input_schema") or {}),
             output_schema=dict(payload.get("output_schema") or {}),
-            reuse=str(payload.get("reuse") or "fresh"),
+            reuse=_reuse(payload.get("reuse")),
             timeout=payload.get("timeout"),
         )
+
+
+def _reuse(value: Any) -> str | dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else str(value or "fresh")
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,29 @@ async def test_close_destroys_ready_sandboxes() -> None:
     await until(lambda: pool.stats()["ready"] == 2)
     await pool.close()
     assert sorted(launcher.destroyed) == sorted(launcher.launched)
+
+
+async def test_give_back_returns_a_claimed_item_to_be_handed_out_next() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, max_total=2)
+    first = await pool.claim(timeout=1)
+    await until(lambda: pool.stats()["ready"] == 1)  # the refill replaced it
+    pool.give_back(first)
+    assert pool.stats()["claimed"] == 0 and pool.stats()["ready"] == 2
+    assert await pool.claim(timeout=1) is first
+    assert launcher.destroyed == []
+    await pool.close()
+    assert len(launcher.destroyed) == 1  # the ready one; the claimed one is the caller's
+
+
+async def test_give_back_serves_a_waiting_claim_first() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, max_total=1)
+    await until(lambda: pool.stats()["ready"] == 1)
+    first = await pool.claim(timeout=1)
+    waiter = asyncio.ensure_future(pool.claim(timeout=5))  # max_total reached: it waits
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    pool.give_back(first)
+    assert await waiter is first and len(launcher.launched) == 1
+    await pool.close()

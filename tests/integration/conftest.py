@@ -18,7 +18,12 @@ __all__ = ["Gateway", "start_gateway", "wait_for"]
 
 Gateway = GatewayProcess
 # A plugin that misbehaves on request (crash, hang, bad output), next to the seed plugins.
-TEST_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "testdata" / "sandcell_test_plugin"
+TESTDATA = Path(__file__).resolve().parents[1] / "plugins" / "testdata"
+TEST_PLUGIN = TESTDATA / "sandcell_test_plugin"
+# A plugin whose manifest opts into worker reuse ({"max_invocations": 2}).
+REUSE_PLUGIN = TESTDATA / "sandcell_reuse_plugin"
+# Sleeps or crashes on request in Java (compiled into the Java worker image).
+JAVA_TEST_PLUGIN = TESTDATA / "sandcell_java_test_plugin"
 
 TEST_CONFIG = """
 [gateway]
@@ -36,10 +41,11 @@ max_total = 1
 claim_timeout = 2
 
 [plugins]
-paths = ["{test_plugin}"]
+paths = ["{test_plugin}", "{reuse_plugin}", "{java_test_plugin}"]
 min_ready = 1
 max_total = 4
-""".replace("{test_plugin}", str(TEST_PLUGIN))
+""".replace("{test_plugin}", str(TEST_PLUGIN)).replace("{reuse_plugin}", str(REUSE_PLUGIN)).replace(
+    "{java_test_plugin}", str(JAVA_TEST_PLUGIN))
 
 
 def start_gateway(workdir: Path) -> GatewayProcess:

@@ -16,6 +16,8 @@ from .conftest import Gateway, wait_for
 pytestmark = pytest.mark.docker
 
 TEST_PLUGIN = "sandcell_test_plugin"
+REUSE_PLUGIN = "sandcell_reuse_plugin"
+JAVA_TEST_PLUGIN = "sandcell_java_test_plugin"
 
 
 def invoke(gw: Gateway, name: str, inputs: dict[str, Any], **body: Any) -> list[dict[str, Any]]:
@@ -63,8 +65,8 @@ def test_registry_lists_manifests_with_schemas_and_versions(gateway: Gateway) ->
         listed = http.get("/api/v1/plugins").json()["plugins"]
         one = http.get("/api/v1/plugins/subtract_numbers").json()
         missing = http.get("/api/v1/plugins/nope")
-    assert [p["name"] for p in listed] == ["add_numbers", "multiply_numbers", TEST_PLUGIN,
-                                           "subtract_numbers"]
+    assert [p["name"] for p in listed] == ["add_numbers", "multiply_numbers", JAVA_TEST_PLUGIN,
+                                           REUSE_PLUGIN, TEST_PLUGIN, "subtract_numbers"]
     assert {p["name"]: p["language"] for p in listed}["add_numbers"] == "java"
     assert one["version"] == "1.0.0" and one["versions"] == ["1.0.0"]
     assert one["language"] == "python" and one["reuse"] == "fresh"
@@ -130,13 +132,38 @@ def test_invalid_input_is_400_with_fields_and_touches_no_worker(gateway: Gateway
     assert {c["Id"] for c in plugin_containers(gateway)} == before
 
 
-def test_a_worker_crash_is_a_clear_failure_and_the_worker_is_removed(gateway: Gateway) -> None:
-    events = invoke(gateway, TEST_PLUGIN, {"mode": "crash"})
+@pytest.mark.parametrize("name", [TEST_PLUGIN, JAVA_TEST_PLUGIN])
+def test_a_worker_crash_is_a_clear_failure_and_the_worker_is_removed(gateway: Gateway,
+                                                                     name: str) -> None:
+    events = invoke(gateway, name, {"mode": "crash"})
     assert [e["msg_type"] for e in events] == ["started", "progress", "failed"]
     failure = events[-1]["content"]
     assert failure["code"] == "worker_crashed"
     assert "exited with code 3" in failure["message"] and "removed" in failure["message"]
     wait_until_removed(gateway, events[0]["content"]["worker_id"])
+
+
+@pytest.mark.parametrize("name", [TEST_PLUGIN, JAVA_TEST_PLUGIN])
+def test_a_worker_killed_mid_invoke_is_a_clear_failure(gateway: Gateway, name: str) -> None:
+    with gateway.http() as http, http.stream(
+            "POST", f"/api/v1/plugins/{name}/invoke",
+            json={"input": {"mode": "sleep", "seconds": 120}}) as response:
+        lines = (json.loads(line) for line in response.iter_lines() if line)
+        started = next(lines)
+        assert next(lines)["msg_type"] == "progress"  # the plugin is running
+        worker = started["content"]["worker_id"]
+        (container,) = plugin_containers(gateway, worker=worker)
+        client = docker.APIClient()
+        try:
+            client.kill(container["Id"])  # from outside, as the OOM killer or an operator would
+        finally:
+            client.close()
+        rest = list(lines)
+    assert [e["msg_type"] for e in rest] == ["failed"]
+    failure = rest[0]["content"]
+    assert failure["code"] == "worker_crashed"
+    assert "killed by signal 9" in failure["message"] and "removed" in failure["message"]
+    wait_until_removed(gateway, worker)
 
 
 def test_plugin_errors_and_bad_output_are_failed_events(gateway: Gateway) -> None:
@@ -153,10 +180,13 @@ def test_large_outputs_travel_as_chunks(gateway: Gateway) -> None:
     assert len(output["blob"]) == 3 << 20
 
 
-def test_timeout_fails_the_call_and_kills_the_worker(gateway: Gateway) -> None:
-    events = invoke(gateway, TEST_PLUGIN, {"mode": "sleep", "seconds": 60}, timeout=1)
+@pytest.mark.parametrize("name", [TEST_PLUGIN, JAVA_TEST_PLUGIN])
+def test_timeout_fails_the_call_and_kills_the_worker(gateway: Gateway, name: str) -> None:
+    events = invoke(gateway, name, {"mode": "sleep", "seconds": 60}, timeout=1)
     assert events[0]["content"]["timeout"] == 1
-    assert events[-1]["msg_type"] == "failed" and events[-1]["content"]["code"] == "timeout"
+    assert [e["msg_type"] for e in events] == ["started", "progress", "failed"]
+    assert events[-1]["content"]["code"] == "timeout"
+    assert "did not finish within 1s" in events[-1]["content"]["message"]
     wait_until_removed(gateway, events[0]["content"]["worker_id"])
 
 
@@ -255,3 +285,26 @@ async def test_async_sdk_invokes(gateway: Gateway) -> None:
         plugin = await client.plugins.get("subtract_numbers")
         outputs = [await plugin.invoke(operand1=10, operand2=n, progress=False) for n in (1, 2)]
     assert [o["result"] for o in outputs] == [9.0, 8.0]
+
+
+def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gateway) -> None:
+    pools_ready(gateway)
+    first, second = (invoke(gateway, REUSE_PLUGIN, {}) for _ in range(2))
+    worker = first[0]["content"]["worker_id"]
+    assert second[0]["content"]["worker_id"] == worker
+    outputs = [events[-1]["content"]["output"] for events in (first, second)]
+    assert [o["calls"] for o in outputs] == [1, 2]  # one process counted both calls
+    assert outputs[0]["host"] == outputs[1]["host"]
+    wait_until_removed(gateway, worker)  # {"max_invocations": 2}: served its two, then gone
+
+    # a failed call destroys a reusing worker before it has served its two
+    ok = invoke(gateway, REUSE_PLUGIN, {})
+    fresh = ok[0]["content"]["worker_id"]
+    assert fresh != worker and ok[-1]["content"]["output"]["calls"] == 1
+    failed = invoke(gateway, REUSE_PLUGIN, {"fail": True})
+    assert failed[0]["content"]["worker_id"] == fresh  # given back, handed out next
+    assert failed[-1]["content"]["code"] == "asked_to_fail"
+    wait_until_removed(gateway, fresh)
+    after = invoke(gateway, REUSE_PLUGIN, {})
+    assert after[0]["content"]["worker_id"] != fresh
+    assert after[-1]["content"]["output"]["calls"] == 1

@@ -11,7 +11,10 @@ pytestmark = pytest.mark.docker
 
 
 def test_health_and_openapi_need_no_token(gateway: Gateway) -> None:
-    assert httpx.get(f"{gateway.url}/api/v1/health").json()["status"] == "ok"
+    health = httpx.get(f"{gateway.url}/api/v1/health").json()
+    assert health["status"] == "ok" and health["pools"]["python"]["max_total"] == 8
+    assert health["plugins"]["subtract_numbers"]["max_total"] == 4  # plugin worker pools too
+    assert {"ready", "starting", "claimed", "last_error"} <= set(health["plugins"]["add_numbers"])
     doc = httpx.get(f"{gateway.url}/api/v1/openapi.json").json()
     assert "/api/v1/sandboxes/{sandbox_id}/execute" in doc["paths"]
 
@@ -44,6 +47,8 @@ def test_bad_requests_are_json_errors(gateway: Gateway, method: str, path: str,
         assert response.status_code == status
         assert response.json()["error"]["code"] == code
         assert http.get("/api/v1/sandboxes").json() == before
+        if status == 405:
+            assert response.headers["Allow"] == "GET, POST"
 
 
 def test_execute_with_bad_body_changes_nothing(gateway: Gateway) -> None:

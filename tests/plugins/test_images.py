@@ -22,7 +22,8 @@ def test_python_worker_recipe_covers_the_kit_and_generated_code() -> None:
 def test_java_worker_recipe_covers_the_proto_host_and_seed_plugins() -> None:
     files = relative_files("plugin-java")
     assert {"plugin.proto", "src/org/sandcell/plugin/PluginHost.java",
-            "seed/add_numbers/AddNumbers.java", "seed/multiply_numbers/MultiplyNumbers.java"} <= files
+            "seed/add_numbers/AddNumbers.java", "seed/multiply_numbers/MultiplyNumbers.java",
+            "testdata/sandcell_java_test_plugin/JavaTestPlugin.java"} <= files
 
 
 def test_a_change_in_a_linked_file_changes_the_hash(tmp_path: Path) -> None:

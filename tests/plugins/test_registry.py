@@ -54,7 +54,10 @@ def test_unknown_plugin_is_not_found() -> None:
 
 @pytest.mark.parametrize(("changes", "words"), [
     ({"name": "Bad-Name"}, "must match"),
-    ({"reuse": "forever"}, "reuse must be one of"),
+    ({"reuse": "forever"}, 'reuse must be "fresh" or'),
+    ({"reuse": {"max_invocations": 0}}, 'reuse must be "fresh" or'),
+    ({"reuse": {"max_invocations": True}}, 'reuse must be "fresh" or'),
+    ({"reuse": {"max_invocations": 2, "idle": 5}}, 'reuse must be "fresh" or'),
     ({"input_schema": {"type": "nonsense"}}, "input_schema is not a JSON Schema"),
     ({"entrypoint": None}, "missing ['entrypoint']"),
     ({"colour": "blue"}, "unknown ['colour']"),
@@ -89,3 +92,11 @@ def test_nested_fields_are_dotted() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "object", "required": ["b"]}}}
     assert schema_errors(schema, {"a": {}}) == [{"field": "a.b", "message": "required"}]
     assert schema_errors(schema, []) == [{"field": "", "message": "[] is not of type 'object'"}]
+
+
+@pytest.mark.parametrize(("reuse", "count"), [("fresh", 1), ({"max_invocations": 5}, 5)])
+def test_the_reuse_policy_says_how_many_calls_a_worker_serves(tmp_path: Path, reuse: Any,
+                                                               count: int) -> None:
+    write_manifest(tmp_path / "p", reuse=reuse)
+    (manifest,) = PluginRegistry.discover(PluginsConfig(dir=tmp_path)).list()
+    assert manifest.max_invocations == count and manifest.describe()["reuse"] == reuse

@@ -4,10 +4,12 @@ before any worker, fresh worker per call, crash, timeout, cancellation, concurre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -81,20 +83,32 @@ class InProcessLauncher(WorkerLauncher):
         await self.servers.pop(worker.id).stop(None)
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> Any:
+@contextlib.asynccontextmanager
+async def running_service(tmp_path: Path, **changes: Any) -> AsyncIterator[PluginService]:
     short = Path(tempfile.mkdtemp(prefix="sc-"))  # UNIX socket paths max out at ~107 bytes
     config = GatewayConfig(state_dir=short / "s", port=0,
                            plugins=PluginsConfig(dir=tmp_path, min_ready=1, max_total=4,
                                                  claim_timeout=10))
-    registry = PluginRegistry([PluginManifest.load(TESTDATA / "sandcell_test_plugin")])
+    manifest = dataclasses.replace(PluginManifest.load(TESTDATA / "sandcell_test_plugin"), **changes)
     launcher = InProcessLauncher(config)
-    plugins = PluginService(config, cast(DockerBackend, None), registry, launcher)
+    plugins = PluginService(config, cast(DockerBackend, None), PluginRegistry([manifest]), launcher)
     await plugins.start()
     yield plugins
     await plugins.close()
     shutil.rmtree(short)
     assert launcher.servers == {}, "a worker outlived the service"
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[PluginService]:
+    async with running_service(tmp_path) as plugins:
+        yield plugins
+
+
+@pytest.fixture
+async def reusing(tmp_path: Path) -> AsyncIterator[PluginService]:
+    async with running_service(tmp_path, reuse={"max_invocations": 2}) as plugins:
+        yield plugins
 
 
 async def wait_ready(service: PluginService, count: int = 1) -> None:
@@ -202,6 +216,46 @@ async def test_a_plugin_whose_image_is_missing_is_a_clear_503(tmp_path: Path) ->
         with pytest.raises(ServiceUnavailable) as info:
             await plugins.open("sandcell_test_plugin", {"mode": "steps"})
         assert info.value.code == "image_missing" and "sandcell images build" in info.value.message
+        assert "missing" in plugins.stats()["sandcell_test_plugin"]["last_error"]  # for /health
         assert launcher.launched == []
     finally:
         await plugins.close()
+
+
+def worker_of(got: list[dict[str, Any]]) -> str:
+    return str(got[0]["content"]["worker_id"])
+
+
+async def test_a_reusing_plugin_s_worker_serves_max_invocations_then_goes(reusing: PluginService) -> None:
+    await wait_ready(reusing)
+    launcher = cast(InProcessLauncher, reusing.launcher)
+    first = await events(reusing, {"mode": "steps", "steps": 1})
+    second = await events(reusing, {"mode": "steps", "steps": 2})
+    third = await events(reusing, {"mode": "steps", "steps": 1})
+    assert first[-1]["msg_type"] == second[-1]["msg_type"] == "completed"
+    assert worker_of(first) == worker_of(second) != worker_of(third)
+    await settle(reusing)
+    assert launcher.destroyed == [worker_of(first)]  # after its second call
+    assert reusing.pools["sandcell_test_plugin"].stats()["claimed"] == 0
+
+
+@pytest.mark.parametrize("inputs", [{"mode": "bad_output"}, {"mode": "crash"},
+                                    {"mode": "sleep", "seconds": 30}])
+async def test_a_reusing_plugin_s_worker_is_destroyed_after_a_failure(
+        reusing: PluginService, inputs: dict[str, Any]) -> None:
+    await wait_ready(reusing)
+    ok = await events(reusing, {"mode": "steps", "steps": 1})
+    await wait_ready(reusing, 2)  # the reused worker plus the refill: a failure must pick ours
+    failed = await events(reusing, inputs, timeout=0.3)
+    assert failed[-1]["msg_type"] == "failed" and worker_of(failed) == worker_of(ok)
+    await settle(reusing)
+    assert worker_of(ok) in cast(InProcessLauncher, reusing.launcher).destroyed
+    after = await events(reusing, {"mode": "steps", "steps": 1})
+    assert worker_of(after) != worker_of(ok)
+
+
+async def test_a_fresh_plugin_never_gives_a_worker_back(service: PluginService) -> None:
+    await wait_ready(service)
+    first = await events(service, {"mode": "steps", "steps": 1})
+    await settle(service)
+    assert worker_of(first) in cast(InProcessLauncher, service.launcher).destroyed

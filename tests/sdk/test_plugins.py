@@ -147,3 +147,9 @@ def test_progress_bar_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str
     reporter(_plugin_models.ProgressEvent(0, "progress", 50.0, "half"))
     reporter.close()
     assert "subtract_numbers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("reuse", ["fresh", {"max_invocations": 3}])
+def test_plugin_info_keeps_the_reuse_policy(reuse: object) -> None:
+    info = sandcell.PluginInfo.from_json({**MANIFEST, "reuse": reuse})
+    assert info.reuse == reuse

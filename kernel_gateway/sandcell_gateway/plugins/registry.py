@@ -31,7 +31,6 @@ from ..config import ConfigError, PluginsConfig
 from ..errors import BadRequest, NotFound
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-REUSE_POLICIES = ("fresh",)
 REQUIRED = ("name", "version", "language", "image", "entrypoint", "input_schema", "output_schema")
 OPTIONAL = ("description", "reuse", "timeout")
 
@@ -59,7 +58,9 @@ class PluginManifest:
     output_schema: dict[str, Any]
     directory: Path
     description: str = ""
-    reuse: str = "fresh"  # every invocation gets a fresh worker, destroyed afterwards
+    # "fresh": every invocation gets a new worker, destroyed afterwards (the default);
+    # {"max_invocations": N}: a worker serves up to N successful invocations in a row.
+    reuse: str | dict[str, int] = "fresh"
     timeout: float | None = None
 
     @classmethod
@@ -83,13 +84,19 @@ class PluginManifest:
     def check(self, where: Path) -> None:
         if not NAME.match(self.name):
             raise ConfigError(f"{where}: name {self.name!r} must match {NAME.pattern}")
-        if self.reuse not in REUSE_POLICIES:
-            raise ConfigError(f"{where}: reuse must be one of {REUSE_POLICIES}, not {self.reuse!r}")
+        if not _valid_reuse(self.reuse):
+            raise ConfigError(f'{where}: reuse must be "fresh" or {{"max_invocations": N}} with '
+                              f"an integer N >= 1, not {self.reuse!r}")
         for key in ("input_schema", "output_schema"):
             try:
                 jsonschema.Draft202012Validator.check_schema(getattr(self, key))
             except jsonschema.exceptions.SchemaError as exc:
                 raise ConfigError(f"{where}: {key} is not a JSON Schema: {exc.message}") from exc
+
+    @property
+    def max_invocations(self) -> int:
+        """How many invocations one worker may serve: 1 under the ``fresh`` policy."""
+        return self.reuse["max_invocations"] if isinstance(self.reuse, dict) else 1
 
     def describe(self) -> dict[str, Any]:
         """The public view served by ``GET /api/v1/plugins/{name}``."""
@@ -107,6 +114,15 @@ class PluginManifest:
 
     def output_errors(self, output: Any) -> list[dict[str, str]]:
         return schema_errors(self.output_schema, output)
+
+
+def _valid_reuse(reuse: object) -> bool:
+    if reuse == "fresh":
+        return True
+    if not isinstance(reuse, dict) or set(reuse) != {"max_invocations"}:
+        return False
+    count = reuse["max_invocations"]
+    return isinstance(count, int) and not isinstance(count, bool) and count >= 1
 
 
 def schema_errors(schema: dict[str, Any], value: Any) -> list[dict[str, str]]:

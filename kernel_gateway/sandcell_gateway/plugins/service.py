@@ -1,8 +1,10 @@
-"""The plugin service: validate, claim a warm worker, stream PPP events, destroy the worker.
+"""The plugin service: validate, claim a warm worker, stream PPP events, release the worker.
 
-No HTTP in here. Every invocation gets a fresh worker from its plugin's warm pool; the
-worker is destroyed when the invocation ends however it ends (completed, failed, crashed,
-timed out, or abandoned by its caller).
+No HTTP in here. By default every invocation gets a fresh worker from its plugin's warm pool
+and the worker is destroyed when the invocation ends however it ends (completed, failed,
+crashed, timed out, or abandoned by its caller). A manifest with
+``"reuse": {"max_invocations": N}`` lets a worker go back to its pool after a *completed*
+invocation until it has served N; any other ending still destroys it.
 
 Example::
 
@@ -66,6 +68,7 @@ class Invocation:
         self._timeout = timeout
         self._seq = 0
         self._started = False
+        self._completed_ok = False  # only a worker that completed its call may be reused
 
     def _event(self, msg_type: str, content: dict[str, Any]) -> Event:
         event = {"seq": self._seq, "msg_type": msg_type, "content": content}
@@ -80,6 +83,7 @@ class Invocation:
                                       "version": self.manifest.version,
                                       "worker_id": self._worker.id, "timeout": self._timeout})
         request = pb.InvokeRequest(invocation_id=self.id, input_json=json.dumps(self._inputs))
+        self._worker.invocations += 1
         call = self._worker.stub.Invoke(request, timeout=self._timeout)
         chunks: list[bytes] = []
         try:
@@ -88,7 +92,9 @@ class Invocation:
                 if kind == "result_chunk":
                     chunks.append(message.result_chunk.data)
                 elif kind == "completed":
-                    yield self._completed(message.completed.output_json or b"".join(chunks).decode())
+                    event = self._completed(message.completed.output_json or b"".join(chunks).decode())
+                    self._completed_ok = event["msg_type"] == "completed"
+                    yield event
                     return
                 else:
                     yield self._event(kind or "unknown", _fields(getattr(message, kind or "")))
@@ -99,7 +105,7 @@ class Invocation:
             yield await self._rpc_failed(exc)
         finally:
             call.cancel()
-            self._service.release(self._worker)
+            self._service.release(self._worker, reusable=self._completed_ok)
 
     async def close(self) -> None:
         """Release the worker of an invocation whose events were never read."""
@@ -219,15 +225,24 @@ class PluginService:
             await invocation.close()
         raise PluginFailed({"code": "no_result", "message": "the invocation ended without a result"})
 
-    def release(self, worker: Worker) -> None:
-        """Destroy a used worker (fresh-worker policy) in the background: the caller's
-        answer does not wait for ``docker rm``, and a cancelled caller cannot stop it."""
-        task = asyncio.ensure_future(self.pools[worker.plugin].release(cast(Any, worker)))
+    def release(self, worker: Worker, reusable: bool = False) -> None:
+        """Give a worker back to its pool when its manifest allows one more call and the
+        last one completed; otherwise destroy it in the background: the caller's answer
+        does not wait for ``docker rm``, and a cancelled caller cannot stop it."""
+        pool = self.pools[worker.plugin]
+        if reusable and worker.invocations < self.registry.get(worker.plugin).max_invocations:
+            pool.give_back(cast(Any, worker))
+            return
+        task = asyncio.ensure_future(pool.release(cast(Any, worker)))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
     def stats(self) -> dict[str, Any]:
-        return {name: pool.stats() for name, pool in self.pools.items()}
+        """Each plugin's pool sizes; a plugin whose image is missing says so in ``last_error``."""
+        stats = {name: pool.stats() for name, pool in self.pools.items()}
+        for name, image in self.missing_images.items():
+            stats[name]["last_error"] = f"image {image} is missing; no workers start"
+        return stats
 
     async def close(self) -> None:
         """Stop refilling and remove the ready and used workers (the backend then reaps any

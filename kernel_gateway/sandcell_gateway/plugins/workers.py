@@ -58,6 +58,7 @@ class Worker:
     channel: grpc.aio.Channel
     stub: pb_grpc.PluginWorkerStub
     runtime: str = ""
+    invocations: int = 0  # calls served; a reusing plugin's worker serves several
 
 
 def channel_for(conn_dir: Path) -> grpc.aio.Channel:
@@ -183,8 +184,11 @@ class WorkerLauncher:
         state = attrs.get("State", {})
         if state.get("Running"):
             return None
+        code = state.get("ExitCode")
         why = ("killed: out of memory" if state.get("OOMKilled")
-               else f"its process exited with code {state.get('ExitCode')}")
+               else f"its process exited with code {code}")
+        if not state.get("OOMKilled") and isinstance(code, int) and 128 < code < 160:
+            why += f" (killed by signal {code - 128})"  # e.g. `docker kill`: 137, SIGKILL
         tail = await self._log_tail(worker.container_id)
         return f"{why}; last output: {tail}" if tail else why
 
