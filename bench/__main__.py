@@ -1,19 +1,26 @@
-"""``python -m bench``: measure Sandcell against its baselines in one run; print a table."""
+"""``python -m bench``: measure Sandcell against its baselines in one run; print a table.
+
+Scenarios (``--scenarios``, comma-separated; default all): ready (time to a ready kernel),
+first (new kernel to first 1+1 result), roundtrip (1+1), stream (10 MB stdout),
+concurrency, footprint, plugins.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
-from . import baselines, scenarios
+from . import baselines, concurrency, footprint, latency, throughput
 from .plugins import plugin_samples
-from .stats import Sample, Target, table, targets_table
+from .stats import FIRST, READY, ROUND_TRIP, STREAM, Sample, Target, table, targets_table
 
+SCENARIOS = ("ready", "first", "roundtrip", "stream", "concurrency", "footprint", "plugins")
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -23,44 +30,100 @@ min_ready = 2
 max_total = 8
 """
 
-FIRST = "new kernel to first 1+1 result"
+SANDCELL_FIRST = "sandcell SDK (warm claim)"
 TARGETS = [
-    Target(FIRST, "sandcell SDK (warm claim)", "Jupyter Kernel Gateway", 30, under_ms=20),
-    Target(FIRST, "sandcell SDK (warm claim)", "container per request", 30),
-    Target("1+1 round trip", "sandcell SDK (sync)", "raw jupyter_client (local kernel)", 1 / 1.5),
+    Target(FIRST, SANDCELL_FIRST, "Jupyter Kernel Gateway", 30, under_ms=20),
+    Target(FIRST, SANDCELL_FIRST, "container per request", 30),
+    Target(FIRST, "sandcell Jupyter API (warm claim)", "Jupyter Kernel Gateway", 30, under_ms=20),
+    Target(ROUND_TRIP, "sandcell SDK (sync)", "raw jupyter_client (local kernel)", 1 / 1.5),
     Target("plugin invoke add_numbers", "sandcell warm worker", "container per call", 20),
 ]
 
-BASELINES = {"1+1 round trip": "raw jupyter_client (local kernel)",
+BASELINES = {ROUND_TRIP: "raw jupyter_client (local kernel)",
+             STREAM: "raw jupyter_client (local kernel)",
              "plugin invoke add_numbers": "container per call",
-             "new kernel to first 1+1 result": "Jupyter Kernel Gateway"}
+             FIRST: "Jupyter Kernel Gateway",
+             READY: "container per request (kernel_info answers)"}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=50, help="repetitions per warm scenario "
+                        "(cold starts, streams and concurrency run fewer)")
+    parser.add_argument("--concurrency", default="1,4,16", help="sessions at once, e.g. 1,4,16")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
+    args = parser.parse_args()
+    args.scenarios = set(args.scenarios.split(","))
+    if unknown := args.scenarios - set(SCENARIOS):
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    args.concurrency = [int(n) for n in args.concurrency.split(",")]
+    return args
+
+
+def run_baselines(want: set[str], runs: int) -> list[Sample]:
+    cold, few = max(3, runs // 5), max(3, runs // 10)
+    samples: list[Sample] = []
+    if "roundtrip" in want:
+        samples.append(latency.raw_jupyter_round_trip(runs))
+    if "stream" in want:
+        samples.append(throughput.raw_stream(few))
+    if want & {"roundtrip", "first", "ready", "stream"}:
+        kg = baselines.KernelGateway()
+        try:
+            samples += _pick(want, {
+                "roundtrip": lambda: [baselines.kg_round_trip(kg, runs)],
+                "first": lambda: baselines.kg_first_result(kg, cold),
+                "stream": lambda: [throughput.kg_stream(kg, few)]})
+        finally:
+            kg.stop()
+    if want & {"first", "ready"}:
+        samples += baselines.container_per_request(cold) + baselines.local_kernel_first_result(cold)
+    return samples
+
+
+def run_sandcell(want: set[str], runs: int) -> list[Sample]:
+    if not want & {"roundtrip", "first", "ready", "stream"}:
+        return []
+    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), CONFIG) as gw:
+        gw.wait_ready()
+        return _pick(want, {
+            "roundtrip": lambda: [latency.sdk_round_trip(gw, runs),
+                                  latency.async_sdk_round_trip(gw, runs),
+                                  latency.jupyter_ws_round_trip(gw, runs)],
+            "ready": lambda: [latency.claim_latency(gw, runs),
+                              latency.jupyter_claim_latency(gw, runs)],
+            "first": lambda: [latency.first_result(gw, max(5, runs // 2)),
+                              latency.jupyter_first_result(gw, max(5, runs // 2))],
+            "stream": lambda: [throughput.sdk_stream(gw, max(3, runs // 10)),
+                               throughput.jupyter_ws_stream(gw, max(3, runs // 10))]})
+
+
+def run_big_pool(want: set[str], runs: int, levels: list[int]) -> list[Sample]:
+    if not want & {"concurrency", "footprint"}:
+        return []
+    with tempfile.TemporaryDirectory() as tmp, \
+            GatewayProcess(Path(tmp), concurrency.CONFIG) as gw:
+        return _pick(want, {
+            "footprint": lambda: footprint.footprint_samples(gw),
+            "concurrency": lambda: concurrency.concurrency_samples(
+                gw, levels, max(1, runs // 10))})
+
+
+def _pick(want: set[str], runners: dict[str, Callable[[], list[Sample]]]) -> list[Sample]:
+    return [s for name, run in runners.items() if name in want for s in run()]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--runs", type=int, default=50, help="repetitions per scenario")
-    parser.add_argument("--json", type=Path, default=Path("bench/results/latest.json"))
-    parser.add_argument("--no-plugins", action="store_true", help="skip the plugin scenario")
-    args = parser.parse_args()
+    args = parse_args()
     ensure_images(["python"])
-    cold_runs = max(3, args.runs // 5)
-    samples: list[Sample] = [scenarios.raw_jupyter_round_trip(args.runs)]
-    kg = baselines.KernelGateway()
-    try:
-        samples += [baselines.kg_round_trip(kg, args.runs),
-                    baselines.kg_first_result(kg, cold_runs)]
-    finally:
-        kg.stop()
-    samples += [baselines.container_per_request(cold_runs),
-                baselines.local_kernel_first_result(cold_runs)]
-    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), CONFIG) as gw:
-        gw.wait_ready()
-        samples += [scenarios.sdk_round_trip(gw, args.runs),
-                    scenarios.async_sdk_round_trip(gw, args.runs),
-                    scenarios.claim_latency(gw, args.runs),
-                    scenarios.first_result(gw, max(5, args.runs // 2))]
-    if not args.no_plugins:
-        samples += plugin_samples(cold_runs)
+    samples = run_baselines(args.scenarios, args.runs)
+    samples += run_sandcell(args.scenarios, args.runs)
+    samples += run_big_pool(args.scenarios, args.runs, args.concurrency)
+    if "plugins" in args.scenarios:
+        samples += plugin_samples(max(3, args.runs // 5))
     print(table(samples, BASELINES))
     print()
     print(targets_table(TARGETS, samples))

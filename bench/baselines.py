@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ from sandcell_gateway.config import load_config
 from sandcell_gateway.kernel import KernelConnection
 from sandcell_gateway.testing import wait_for
 
-from .stats import Sample
+from .stats import FIRST, READY, ROUND_TRIP, Sample
 
 
 def _free_port() -> int:
@@ -48,7 +49,9 @@ class KernelGateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             ["jupyter", "kernelgateway", "--KernelGatewayApp.ip=127.0.0.1",
-             f"--KernelGatewayApp.port={self.port}", f"--KernelGatewayApp.auth_token={self.token}"],
+             f"--KernelGatewayApp.port={self.port}", f"--KernelGatewayApp.auth_token={self.token}",
+             # its default drops stream output beyond 1 MB/s; the stream scenario needs it all
+             "--ZMQChannelsWebsocketConnection.limit_rate=False"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.headers = {"Authorization": f"token {self.token}"}
         wait_for(self._up, 60, "Jupyter Kernel Gateway to answer")
@@ -59,14 +62,32 @@ class KernelGateway:
         except httpx.TransportError:
             return False
 
+    def with_kernel(self, fn: Callable[[WebSocketClientConnection], Any]) -> Any:
+        """Start a kernel, open its channels WebSocket, return ``await fn(ws)``."""
+        async def run() -> Any:
+            async with httpx.AsyncClient(base_url=self.url, headers=self.headers,
+                                         timeout=60) as http:
+                kernel = (await http.post("/api/kernels", json={"name": "python3"})).json()
+                ws = await websocket_connect(f"ws://127.0.0.1:{self.port}/api/kernels/"
+                                             f"{kernel['id']}/channels?token={self.token}")
+                try:
+                    return await fn(ws)
+                finally:
+                    ws.close()
+                    await http.delete(f"/api/kernels/{kernel['id']}")
+
+        return asyncio.run(run())
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
 
 
-async def ws_execute(ws: WebSocketClientConnection, code: str) -> dict[str, Any]:
+async def ws_execute(ws: WebSocketClientConnection, code: str,
+                     on_stream: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Send one execute_request over a Jupyter channels WebSocket; return the execute_result
-    content once the reply and the idle status have both arrived."""
+    content once the reply and the idle status have both arrived. ``on_stream`` gets the text
+    of each stdout/stderr message."""
     msg_id = uuid.uuid4().hex
     await ws.write_message(json.dumps({
         "channel": "shell", "header": {"msg_id": msg_id, "msg_type": "execute_request",
@@ -88,13 +109,20 @@ async def ws_execute(ws: WebSocketClientConnection, code: str) -> dict[str, Any]
         idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
         if kind == "execute_result":
             result = msg["content"]
+        elif kind == "stream" and on_stream is not None:
+            on_stream(msg["content"]["text"])
     return result
 
 
-def kg_first_result(kg: KernelGateway, runs: int) -> Sample:
+def kg_first_result(kg: KernelGateway, runs: int) -> list[Sample]:
+    """New kernel to first result, and (a lower bound of time to a ready kernel) the POST alone:
+    Kernel Gateway answers it before the kernel is ready."""
+    posts: list[float] = []
+
     async def once(http: httpx.AsyncClient) -> float:
         start = time.perf_counter()
         kernel = (await http.post("/api/kernels", json={"name": "python3"})).json()
+        posts.append(time.perf_counter() - start)
         ws = await websocket_connect(
             f"ws://127.0.0.1:{kg.port}/api/kernels/{kernel['id']}/channels?token={kg.token}")
         result = await ws_execute(ws, "1+1")
@@ -108,30 +136,28 @@ def kg_first_result(kg: KernelGateway, runs: int) -> Sample:
         async with httpx.AsyncClient(base_url=kg.url, headers=kg.headers, timeout=60) as http:
             return [await once(http) for _ in range(runs)]
 
-    return Sample("new kernel to first 1+1 result", "Jupyter Kernel Gateway", asyncio.run(run()))
+    firsts = asyncio.run(run())
+    return [Sample(FIRST, "Jupyter Kernel Gateway", firsts),
+            Sample(READY, "Jupyter Kernel Gateway POST (not yet ready)", posts)]
 
 
 def kg_round_trip(kg: KernelGateway, runs: int) -> Sample:
-    async def run() -> list[float]:
-        async with httpx.AsyncClient(base_url=kg.url, headers=kg.headers, timeout=60) as http:
-            kernel = (await http.post("/api/kernels", json={"name": "python3"})).json()
-            ws = await websocket_connect(
-                f"ws://127.0.0.1:{kg.port}/api/kernels/{kernel['id']}/channels?token={kg.token}")
-            times = []
-            for i in range(runs + 2):
-                start = time.perf_counter()
-                await ws_execute(ws, "1+1")
-                if i >= 2:  # warm-up
-                    times.append(time.perf_counter() - start)
-            ws.close()
-            await http.delete(f"/api/kernels/{kernel['id']}")
-            return times
+    async def measure(ws: WebSocketClientConnection) -> list[float]:
+        times = []
+        for i in range(runs + 2):
+            start = time.perf_counter()
+            await ws_execute(ws, "1+1")
+            if i >= 2:  # warm-up
+                times.append(time.perf_counter() - start)
+        return times
 
-    return Sample("1+1 round trip", "Jupyter Kernel Gateway WebSocket", asyncio.run(run()))
+    return Sample(ROUND_TRIP, "Jupyter Kernel Gateway WebSocket", kg.with_kernel(measure))
 
 
-def container_per_request(runs: int) -> Sample:
+def container_per_request(runs: int) -> list[Sample]:
     """A fresh hardened container per request, ready when kernel_info answers, then 1+1."""
+    ready: list[float] = []
+
     async def run(backend: DockerBackend, template: Any) -> list[float]:
         times = []
         for _ in range(runs):
@@ -140,6 +166,7 @@ def container_per_request(runs: int) -> Sample:
             kernel = KernelConnection(handle.connection)
             try:
                 await kernel.wait_ready(60)
+                ready.append(time.perf_counter() - start)
                 pending = await kernel.execute("1+1")
                 while await pending.next() is not None:
                     pass
@@ -156,16 +183,19 @@ def container_per_request(runs: int) -> Sample:
             times = asyncio.run(run(backend, config.template("python")))
         finally:
             backend.close()
-    return Sample("new kernel to first 1+1 result", "container per request", times)
+    return [Sample(FIRST, "container per request", times),
+            Sample(READY, "container per request (kernel_info answers)", ready)]
 
 
-def local_kernel_first_result(runs: int) -> Sample:
-    times = []
+def local_kernel_first_result(runs: int) -> list[Sample]:
+    times, ready = [], []
     for _ in range(runs):
         start = time.perf_counter()
         manager, kc = start_new_kernel(kernel_name="python3")
+        ready.append(time.perf_counter() - start)
         kc.execute_interactive("1+1", output_hook=lambda msg: None)
         times.append(time.perf_counter() - start)
         kc.stop_channels()
         manager.shutdown_kernel(now=True)
-    return Sample("new kernel to first 1+1 result", "local jupyter_client kernel", times)
+    return [Sample(FIRST, "local jupyter_client kernel", times),
+            Sample(READY, "local jupyter_client kernel", ready)]
