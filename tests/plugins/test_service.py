@@ -38,6 +38,7 @@ class InProcessLauncher(WorkerLauncher):
         self.servers: dict[str, grpc.aio.Server] = {}
         self.launched: list[str] = []
         self.destroyed: list[str] = []
+        self.stopping: set[asyncio.Future[None]] = set()  # keep crash stops referenced
 
     async def launch(self, manifest: PluginManifest, template: TemplateConfig,
                      worker_id: str) -> Worker:
@@ -50,7 +51,11 @@ class InProcessLauncher(WorkerLauncher):
             if mode == "crash":
                 ctx.progress(10, "crashing")
                 await asyncio.sleep(0.05)  # let the progress event reach the gateway
-                await launcher.servers[worker_id].stop(None)
+                # stop the server from outside this handler, as a dying process would: the
+                # stop cancels this handler, which then never returns
+                stopping = asyncio.ensure_future(launcher.servers[worker_id].stop(None))
+                launcher.stopping.add(stopping)
+                await asyncio.Event().wait()
             if mode == "sleep":
                 await asyncio.sleep(seconds)
             if mode == "bad_output":
