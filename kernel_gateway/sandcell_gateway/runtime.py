@@ -20,9 +20,12 @@ def write_runtime_file(runtime_dir: Path, url: str, token: str, port: int) -> Pa
     runtime_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     path = runtime_dir / f"gateway-{port}.json"
     info = {"url": url, "token": token, "pid": os.getpid(), "started_at": time.time()}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # written under a name readers don't glob, then renamed: a reader sees all of it or nothing
+    partial = runtime_dir / f".gateway-{port}.json.{os.getpid()}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(info, handle)
+    os.replace(partial, path)
     return path
 
 
