@@ -2,7 +2,8 @@
 
 Scenarios (``--scenarios``, comma-separated; default all): ready (time to a ready kernel),
 first (new kernel to first 1+1 result), roundtrip (1+1), stream (10 MB stdout),
-concurrency, footprint, plugins.
+concurrency, footprint, plugins, faults (the attack/fault table of ``python -m bench.faults``,
+written beside ``--json`` as ``faults.json``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
-from . import baselines, concurrency, footprint, latency, throughput
+from . import baselines, concurrency, faults, footprint, latency, throughput
 from .plugins import plugin_samples
 from .stats import FIRST, READY, ROUND_TRIP, STREAM, Sample, Target, table, targets_table
 
-SCENARIOS = ("ready", "first", "roundtrip", "stream", "concurrency", "footprint", "plugins")
+SCENARIOS = ("ready", "first", "roundtrip", "stream", "concurrency", "footprint", "plugins",
+             "faults")
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -124,12 +126,23 @@ def main() -> None:
     samples += run_big_pool(args.scenarios, args.runs, args.concurrency)
     if "plugins" in args.scenarios:
         samples += plugin_samples(max(3, args.runs // 5))
-    print(table(samples, BASELINES))
+    if args.scenarios - {"faults"}:
+        print(table(samples, BASELINES))
+        print()
+        print(targets_table(TARGETS, samples))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
+        print(f"\nwrote {args.json}")
+    if "faults" in args.scenarios:
+        run_faults(args.json.with_name("faults.json"))
+
+
+def run_faults(path: Path) -> None:
+    rows = faults.run_faults()
     print()
-    print(targets_table(TARGETS, samples))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
-    print(f"\nwrote {args.json}")
+    print(faults.table(rows))
+    faults.write_json(rows, path)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def jupyter_http(gw: GatewayProcess) -> httpx.Client:
 def sdk_round_trip(gw: GatewayProcess, runs: int) -> Sample:
     with sandcell.Client(base_url=gw.url, token=gw.token) as client:
         with client.sessions.create() as session:
+            gw.wait_ready()  # steady state: the claim's background refill is over
             times = timed(lambda: check(session.execute("1+1")), runs)
     return Sample(ROUND_TRIP, "sandcell SDK (sync)", times)
 
@@ -67,6 +68,7 @@ def async_sdk_round_trip(gw: GatewayProcess, runs: int) -> Sample:
     async def run() -> list[float]:
         async with sandcell.AsyncClient(base_url=gw.url, token=gw.token) as client:
             async with await client.sessions.create() as session:
+                await asyncio.to_thread(gw.wait_ready)  # steady state, as above
                 return await async_timed(lambda: session.execute("1+1"), runs)
 
     return Sample(ROUND_TRIP, "sandcell SDK (async)", asyncio.run(run()))
@@ -75,6 +77,7 @@ def async_sdk_round_trip(gw: GatewayProcess, runs: int) -> Sample:
 def jupyter_ws_round_trip(gw: GatewayProcess, runs: int) -> Sample:
     async def run() -> list[float]:
         async with jupyter_kernel(gw) as ws:
+            await asyncio.to_thread(gw.wait_ready)  # steady state, as above
             return await async_timed(lambda: ws_execute(ws, "1+1"), runs)
 
     return Sample(ROUND_TRIP, "sandcell Jupyter WebSocket", asyncio.run(run()))

@@ -40,6 +40,7 @@ def sdk_stream(gw: GatewayProcess, runs: int) -> Sample:
     times = []
     with sandcell.Client(base_url=gw.url, token=gw.token) as client:
         with client.sessions.create() as session:
+            gw.wait_ready()  # steady state: the claim's background refill is over
             for _ in range(runs):
                 start = time.perf_counter()
                 ex = session.execute(CODE)
@@ -67,6 +68,7 @@ async def _ws_stream(ws: WebSocketClientConnection, runs: int) -> list[float]:
 def jupyter_ws_stream(gw: GatewayProcess, runs: int) -> Sample:
     async def run() -> list[float]:
         async with jupyter_kernel(gw) as ws:
+            await asyncio.to_thread(gw.wait_ready)  # steady state, as above
             return await _ws_stream(ws, runs)
 
     return _sample("sandcell Jupyter WebSocket", asyncio.run(run()))

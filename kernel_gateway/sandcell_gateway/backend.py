@@ -3,6 +3,10 @@
 Shaped like jupyter_client's provisioners (launch / poll / kill / cleanup). Every docker-py
 call blocks, so each one runs on a small thread pool of its own, never on the event loop.
 Containers are found by label, never by name.
+
+Docker may go away for a while (daemon restart, socket proxy down): calls then raise
+:class:`BackendUnavailable` (HTTP 503 ``backend_unavailable``), ``reachable`` turns False,
+and the next call that gets through turns it True again. Nothing needs a gateway restart.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +31,7 @@ from docker.types import LogConfig
 
 from .config import GatewayConfig, TemplateConfig
 from .errors import BackendUnavailable, GatewayError
-from .kernel import write_connection_file
+from .kernel import read_connection_file, write_connection_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +49,8 @@ class ContainerHandle:
     template: str
     conn_dir: Path
     connection: dict[str, Any]
+    removing: bool = False  # its death is expected, not news
+    removed: bool = False
 
 
 def sandbox_uid() -> int:
@@ -91,6 +98,11 @@ class DockerBackend:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
         self._events_stop = threading.Event()
         self._uid = sandbox_uid()
+        self.docker_host = (config.docker_host or os.environ.get("DOCKER_HOST")
+                            or "unix:///var/run/docker.sock")
+        self.reachable = True
+        self.last_error = ""
+        self._on_reachable: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
         # per gateway: several gateways (tests, a user's own) may share the state_dir
         self.root = config.state_dir / config.gateway_id
 
@@ -106,19 +118,58 @@ class DockerBackend:
 
     def _docker_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except docker.errors.ImageNotFound as exc:
+            self._reached()
             raise GatewayError(f"sandbox image missing ({exc.explanation}); "
                                "build it with `sandcell images build`", code="image_missing") from exc
-        except (docker.errors.APIError, docker.errors.DockerException,
-                requests.exceptions.RequestException) as exc:
-            raise BackendUnavailable(f"Docker did not answer: {exc}") from exc
+        except docker.errors.APIError as exc:  # the daemon answered, and said no
+            self._reached()
+            raise BackendUnavailable(f"Docker refused the request: {exc}") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise BackendUnavailable(self._unreachable(exc)) from exc
+        self._reached()
+        return result
+
+    def _reached(self) -> None:
+        if not self.reachable:
+            log.info("Docker at %s is reachable again", self.docker_host)
+            for loop, callback in self._on_reachable:
+                loop.call_soon_threadsafe(callback)
+        self.reachable, self.last_error = True, ""
+
+    def when_reachable_again(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on this loop each time Docker answers after an outage (the
+        events watcher notices within a second), e.g. to end the pools' backoff."""
+        self._on_reachable.append((asyncio.get_running_loop(), callback))
+
+    def _unreachable(self, exc: BaseException) -> str:
+        message = (f"Docker is unreachable at {self.docker_host} ({exc}); the gateway keeps "
+                   "retrying on its own: retry the request later")
+        if self.reachable:  # once per outage, not once per failed call
+            log.warning("%s", message)
+        self.reachable, self.last_error = False, message
+        return message
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether Docker answers now (``reachable`` is only as fresh as the last call)."""
+        try:
+            async with asyncio.timeout(timeout):  # a hung daemon must not hang /health
+                await self.run(lambda: self.client.ping())
+        except (BackendUnavailable, TimeoutError):
+            return False
+        return True
 
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = self._docker_call(docker.from_env, max_pool_size=16)
+            self._client = self._docker_call(self._connect)
         return self._client
+
+    def _connect(self) -> docker.DockerClient:
+        if self._config.docker_host:
+            return docker.DockerClient(base_url=self._config.docker_host, max_pool_size=16)
+        return docker.from_env(max_pool_size=16)
 
     async def launch(self, template: TemplateConfig, sandbox_id: str) -> ContainerHandle:
         """Start a container whose kernel listens on ipc sockets in a fresh host directory."""
@@ -127,7 +178,7 @@ class DockerBackend:
         try:
             connection = write_connection_file(conn_dir, self._uid if os.getuid() == 0 else None)
             labels = {**self.labels, LABEL_PREFIX + "sandbox": sandbox_id,
-                      LABEL_PREFIX + "template": template.name, LABEL_PREFIX + "tenant": "default"}
+                      LABEL_PREFIX + "template": template.name}
             container = await self.run(
                 self.client.containers.run, template.image, detach=True, labels=labels,
                 volumes={str(conn_dir): {"bind": "/conn", "mode": "rw"}},
@@ -148,11 +199,23 @@ class DockerBackend:
         return str(container.status)
 
     async def remove(self, handle: ContainerHandle) -> None:
-        """Kill and remove the container and its connection directory. Idempotent."""
+        """Kill and remove the container, then its connection directory. Idempotent.
+
+        When Docker is unreachable this raises and keeps both: the kernel still works (it needs
+        no Docker call) and the caller can retry.
+        """
+        if handle.removed:
+            return
+        handle.removing = True
         try:
             await self.run(self._remove_by_id, handle.container_id)
         finally:
-            shutil.rmtree(handle.conn_dir, ignore_errors=True)
+            handle.removing = False
+        handle.removed = True
+        shutil.rmtree(handle.conn_dir, ignore_errors=True)
+
+    async def remove_container(self, container_id: str) -> None:
+        await self.run(self._remove_by_id, container_id)
 
     def _remove_by_id(self, container_id: str) -> None:
         try:
@@ -160,11 +223,28 @@ class DockerBackend:
         except docker.errors.NotFound:
             pass
 
+    async def containers(self) -> list[dict[str, Any]]:
+        """This gateway's containers, running or not (Docker's summaries: Id, State, Labels)."""
+        filters = {"label": _label_filters(self.labels)}
+        return await self.run(lambda: self.client.api.containers(all=True, filters=filters))
+
+    def reattach(self, container_id: str, sandbox_id: str, template: str) -> ContainerHandle:
+        """A handle on a container a previous run started (``OSError``/``ValueError`` when its
+        connection directory is gone)."""
+        conn_dir = self.root / sandbox_id
+        return ContainerHandle(container_id, sandbox_id, template, conn_dir,
+                               read_connection_file(conn_dir))
+
+    def remove_dirs_except(self, keep: set[str]) -> None:
+        """Remove connection directories of sandboxes not in ``keep`` (a crashed run's)."""
+        for path in self.root.iterdir() if self.root.is_dir() else ():
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
     async def remove_all(self) -> int:
-        """Remove every container this gateway owns (used at start and at shutdown)."""
-        containers = await self.run(self.client.api.containers, all=True, quiet=True,
-                                     filters={"label": _label_filters(self.labels)})
-        await asyncio.gather(*(self.run(self._remove_by_id, c["Id"]) for c in containers))
+        """Remove every container this gateway owns (used at shutdown)."""
+        containers = await self.containers()
+        await asyncio.gather(*(self.remove_container(c["Id"]) for c in containers))
         shutil.rmtree(self.root, ignore_errors=True)
         return len(containers)
 
@@ -178,17 +258,26 @@ class DockerBackend:
 
     def _watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str, str], None]) -> None:
         filters = {"type": "container", "event": "die", "label": _label_filters(self.labels)}
+        since = time.time()  # after a reconnect, replay what died while the stream was down
         while not self._events_stop.is_set():
             try:
-                for event in self.client.events(decode=True, filters=filters):
-                    actor = event.get("Actor", {})
-                    sandbox_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
-                    if sandbox_id:
-                        reason = self._death_reason(actor.get("ID", ""), actor["Attributes"])
-                        loop.call_soon_threadsafe(on_exit, sandbox_id, reason)
-            except Exception:  # daemon restarted or unreachable: retry after a backoff
+                stream = self._docker_call(lambda: self.client.events(
+                    decode=True, filters=filters, since=f"{since:.6f}"))
+                for event in stream:
+                    since = max(since, event.get("timeNano", 0) / 1e9)
+                    self._report_exit(loop, on_exit, event.get("Actor", {}))
+            except BackendUnavailable:
+                pass  # logged once per outage by _docker_call
+            except Exception:  # the stream broke mid-way (daemon restarted): reconnect
                 log.warning("Docker event stream broke; reconnecting", exc_info=True)
             self._events_stop.wait(1.0)  # backoff before reconnecting
+
+    def _report_exit(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str, str], None],
+                     actor: dict[str, Any]) -> None:
+        sandbox_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
+        if sandbox_id:
+            reason = self._death_reason(actor.get("ID", ""), actor["Attributes"])
+            loop.call_soon_threadsafe(on_exit, sandbox_id, reason)
 
     def _death_reason(self, container_id: str, attributes: dict[str, str]) -> str:
         """Runs on the events thread, so the blocking inspect is fine here."""

@@ -1,24 +1,30 @@
-"""The base of every gateway handler: token auth, JSON bodies, one JSON ``write_error``."""
+"""The base of every gateway handler: token auth (to a tenant), JSON bodies, one JSON
+``write_error``."""
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import tornado.http1connection
 import tornado.web
 
-from .errors import GatewayError, NotFound, PayloadTooLarge, Unauthorized
+from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
+                     Unauthorized)
 from .service import SandboxService
+from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
 
 if TYPE_CHECKING:
     from .plugins.service import PluginService
 
+log = logging.getLogger(__name__)
+
 STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
-                405: "method_not_allowed", 413: "body_too_large"}
+                405: "method_not_allowed", 413: "body_too_large", 429: "rate_limited"}
 
 
 @dataclasses.dataclass
@@ -26,21 +32,29 @@ class Deps:
     """What handlers need; passed to every handler's ``initialize``."""
 
     service: SandboxService
-    token: str
+    tenants: Tenants
     max_body_size: int = 1 << 20
+    websocket_max_message_size: int = 10 << 20
     plugins: PluginService | None = None  # None: the plugin runtime is disabled
 
 
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
-    """JSON in, JSON out, Bearer auth, one ``write_error`` for every failure."""
+    """JSON in, JSON out, Bearer auth, one ``write_error`` for every failure.
+
+    After ``prepare``, ``self.tenant`` is the tenant the token belongs to (None on public
+    routes); handlers pass it to the services, which enforce isolation and limits.
+    """
 
     public = False  # True for routes that need no token
+    tenant: Tenant
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
         self.service = deps.service
-        self.token = deps.token
         self.max_body_size = deps.max_body_size
+        self._body = bytearray()
+        self._body_overflow = False
 
     def set_default_headers(self) -> None:
         # runs again when an error clears the headers, so errors carry the same id
@@ -51,24 +65,51 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         if self.request.connection is not None and hasattr(self.request.connection, "stream"):
             self.request.connection.stream.set_nodelay(True)  # see DESIGN.md: Nagle costs ~40 ms
-        if not self.public and not self._authorized():
+        tenant = self._authenticate()
+        if tenant is not None:
+            self.tenant = tenant
+        elif not self.public:
             raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
                                "(the gateway prints its token at start)")
-        if len(self.request.body or b"") > self.max_body_size:
-            raise PayloadTooLarge(f"request body over {self.max_body_size} bytes")
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body_size:
+            # Answer now, then let the server read (and drop) the rest: a client that sends its
+            # whole body before reading gets this 413, not a reset connection.
+            self._body_overflow = True
+            connection = self.request.connection
+            if isinstance(connection, tornado.http1connection.HTTP1Connection):
+                connection.set_max_body_size(int(declared))
+            raise self._too_large()
 
-    def _authorized(self) -> bool:
+    def data_received(self, chunk: bytes) -> None:
+        """Bodies stream in here (bounded), so no size gets past without a JSON 413."""
+        if self._body_overflow:
+            return
+        self._body += chunk
+        if len(self._body) > self.max_body_size:  # a chunked body without Content-Length
+            self._body_overflow, self._body = True, bytearray()
+
+    def raw_body(self) -> bytes:
+        if self._body_overflow:
+            raise self._too_large()
+        return bytes(self._body)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body over {self.max_body_size} bytes "
+                               "([gateway] max_body_size)")
+
+    def _authenticate(self) -> Tenant | None:
         """``Authorization: Bearer|token <t>``, or ``?token=<t>`` (WebSocket clients send that)."""
         scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token"):
             given = self.get_query_argument("token", "")
-        return bool(given) and hmac.compare_digest(given.strip().encode(), self.token.encode())
+        return self.deps.tenants.authenticate(given.strip())
 
     def check_xsrf_cookie(self) -> None:
         """Token-authenticated JSON API: no cookies, so no XSRF to check."""
 
     def body(self, fields: dict[str, Field]) -> dict[str, Any]:
-        return parse_body(self.request.body, fields)
+        return parse_body(self.raw_body(), fields)
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -85,6 +126,8 @@ class BaseHandler(tornado.web.RequestHandler):
             code, message = "internal_error", f"the gateway failed: {exc!r}"
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
+        if isinstance(exc, TooManyRequests):
+            self.set_header("Retry-After", str(exc.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish({"error": {"code": code, "message": message, "request_id": self.request_id}})
 
@@ -97,6 +140,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError) and value.status < 500:
             return  # the client's mistake, answered in the response
+        if isinstance(value, ServiceUnavailable):  # expected under load or an outage: no traceback
+            log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
+            return
         super().log_exception(typ, value, tb)
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:

@@ -1,10 +1,12 @@
-"""``sandcell`` command line: ``serve`` the gateway, ``images`` build/list the sandbox images."""
+"""``sandcell`` command line: ``serve`` the gateway, ``images`` build/list the sandbox images,
+``tenants`` make the config lines of a tenant's token."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import getpass
 import logging
+import secrets
 import sys
 
 from .config import ConfigError, GatewayConfig, load_config
@@ -20,7 +22,31 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-build", action="store_true", help="fail instead of building images")
     serve.add_argument("--log-level", default="INFO")
     sub.add_parser("images", help="build or list sandbox images", add_help=False)
+    tenants = sub.add_parser("tenants", help="config lines for tenants' tokens")
+    tenant_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenant_sub.add_parser("hash-token", help="read a token on stdin, print its token_sha256 line")
+    new = tenant_sub.add_parser("new-token",
+                                help="print a fresh token and its [tenants.NAME] table")
+    new.add_argument("name")
     return parser
+
+
+def _tenants(args: argparse.Namespace) -> int:
+    """The config file holds only hashes; these print them so no clear token is written there."""
+    from .tenants import hash_token
+
+    if args.tenants_command == "new-token":
+        token = secrets.token_urlsafe(32)
+        print(f"# {args.name}'s token (hand it over; the gateway keeps only its hash):\n"
+              f"# {token}\n[tenants.{args.name}]\ntoken_sha256 = \"{hash_token(token)}\"")
+        return 0
+    token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        print("sandcell: no token on stdin", file=sys.stderr)
+        return 2
+    print(f'token_sha256 = "{hash_token(token)}"')
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return images_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "tenants":
+        return _tenants(args)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -45,9 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         except ImageBuildError as exc:
             print(f"sandcell: cannot build the sandbox images: {exc}", file=sys.stderr)
             return 1
-    from .server import serve
+    from .server import run
 
-    asyncio.run(serve(config))
+    try:
+        run(config)
+    except ConfigError as exc:  # e.g. SANDCELL_TOKEN is also a tenant's token
+        print(f"sandcell: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

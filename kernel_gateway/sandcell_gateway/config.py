@@ -4,7 +4,12 @@ Example ``sandcell.toml``::
 
     [gateway]
     port = 8765
-    sandbox_ttl = 3600
+    sandbox_ttl = 3600       # seconds a claimed sandbox lives at most (a request may ask less)
+    docker_host = "unix:///var/run/docker.sock"   # default: $DOCKER_HOST, else Docker's socket
+    idle_timeout = 1800      # seconds without a client request before a sandbox is culled; 0: never
+    max_body_size = 1048576  # bytes of a request body; larger bodies get 413 body_too_large
+    websocket_max_message_size = 10485760  # bytes of one Jupyter WebSocket message; closes 1009
+    max_sandboxes = 64       # claimed sandboxes, all tenants together
 
     [templates.python]
     min_ready = 2
@@ -17,12 +22,26 @@ Example ``sandcell.toml``::
     [plugins]
     dir = "plugins"          # a directory of plugin directories, each with a plugin.json
     min_ready = 1            # warm workers kept per plugin
+
+    [tenants.alice]          # one table per tenant; its token is stored hashed only
+    token_sha256 = "9f86d0..."   # `sandcell tenants hash-token` (token on stdin)
+    max_sandboxes = 4        # claimed sandboxes at once
+    create_rate = 2.0        # sandbox creations per second (token bucket refill)
+    create_burst = 5         # creations allowed at once after a quiet spell
+    execute_rate = 20.0      # executions + plugin invocations per second
+    execute_burst = 40
+
+    [tenants.default]        # the SANDCELL_TOKEN tenant: limits only, no token_sha256
+
+Every tenant limit has a default (see :class:`TenantConfig`); ``[gateway] max_sandboxes`` caps
+the claimed sandboxes of all tenants together.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 import tomllib
 from pathlib import Path
@@ -99,6 +118,48 @@ class PluginsConfig:
             raise ConfigError("[plugins]: need 0 <= min_ready <= max_total and max_total >= 1")
 
 
+DEFAULT_TENANT = "default"
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantConfig:
+    """Who may call the gateway, and how much: one token (stored as its sha256) and limits.
+
+    The defaults suit one person working locally (the ``default`` tenant, whose token is
+    ``SANDCELL_TOKEN``); tighten them per tenant when several share a gateway.
+
+    >>> TenantConfig("alice", token_sha256="ab" * 32, max_sandboxes=2).create_rate
+    10.0
+    """
+
+    name: str
+    token_sha256: str = ""
+    max_sandboxes: int = 32     # claimed sandboxes at once
+    create_rate: float = 10.0   # sandbox creations per second, sustained
+    create_burst: int = 20      # creations at once after a quiet spell
+    execute_rate: float = 100.0  # executions and plugin invocations per second, sustained
+    execute_burst: int = 200
+
+    def __post_init__(self) -> None:
+        where = f"[tenants.{self.name}]"
+        if not _TENANT_NAME.match(self.name):
+            raise ConfigError(f"{where}: a tenant name is 1-63 letters, digits, '_', '.', '-'")
+        object.__setattr__(self, "token_sha256", self.token_sha256.strip().lower())
+        if self.name == DEFAULT_TENANT and self.token_sha256:
+            raise ConfigError(f"{where}: the default tenant's token is SANDCELL_TOKEN (or the "
+                              "generated one); remove token_sha256")
+        if self.name != DEFAULT_TENANT and not _SHA256_HEX.match(self.token_sha256):
+            raise ConfigError(f"{where}: token_sha256 must be 64 hex digits; get it with "
+                              "`sandcell tenants hash-token` (reads the token on stdin)")
+        if self.max_sandboxes < 0 or self.create_burst < 1 or self.execute_burst < 1:
+            raise ConfigError(f"{where}: need max_sandboxes >= 0, create_burst >= 1, "
+                              "execute_burst >= 1")
+        if self.create_rate <= 0 or self.execute_rate <= 0:
+            raise ConfigError(f"{where}: create_rate and execute_rate must be > 0 (per second)")
+
+
 @dataclasses.dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway needs to start. Build with :func:`load_config`."""
@@ -107,22 +168,37 @@ class GatewayConfig:
     port: int = DEFAULT_PORT
     gateway_id: str = ""
     sandbox_ttl: float = 3600.0
+    idle_timeout: float = 1800.0  # no execute/interrupt/WebSocket message for this long: culled
     claim_timeout: float = 30.0
     ready_timeout: float = 60.0
     interrupt_grace: float = 10.0
     max_body_size: int = 1024 * 1024
+    websocket_max_message_size: int = 10 * 1024 * 1024  # Tornado's default; over it: close 1009
     max_output_bytes: int = 32 * 1024 * 1024  # per execution; beyond it output is dropped
     launch_concurrency: int = 2
+    refill_delay: float = 0.25  # a claim's refill waits this long while the pool still has one
     state_dir: Path = Path()
     runtime_dir: Path = Path()
     store_path: Path = Path()  # session history (SQLite); default below
     history_retention: float = 86400.0  # seconds a deleted sandbox's history is kept
+    max_sandboxes: int = 64  # claimed sandboxes of all tenants together
     templates: Mapping[str, TemplateConfig] = dataclasses.field(
         default_factory=lambda: {"python": TemplateConfig("python")}
     )
     plugins: PluginsConfig = PluginsConfig()
+    # The Docker Engine API endpoint ("unix:///...", "tcp://host:2375"); "" means what
+    # docker.from_env() picks: $DOCKER_HOST (and its TLS variables), else the local socket.
+    docker_host: str = ""
+
+    tenants: Mapping[str, TenantConfig] = dataclasses.field(
+        default_factory=lambda: {DEFAULT_TENANT: TenantConfig(DEFAULT_TENANT)}
+    )
 
     def __post_init__(self) -> None:
+        if self.idle_timeout < 0:
+            raise ConfigError(f"[gateway] idle_timeout must be >= 0 (0 disables), got {self.idle_timeout}")
+        if self.max_sandboxes < 0:
+            raise ConfigError("[gateway]: max_sandboxes must be >= 0")
         if not self.gateway_id:
             # port 0 means "any free port": several such gateways must not share an id
             suffix = self.port or f"pid{os.getpid()}"
@@ -173,7 +249,26 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GatewayConf
     gateway["templates"] = _templates(raw.get("templates", {}))
     here = Path(path).parent if path is not None else Path.cwd()
     gateway["plugins"] = _plugins(raw.get("plugins", {}), here)
+    gateway["tenants"] = _tenants(raw.get("tenants", {}))
     return GatewayConfig(**gateway)
+
+
+def _tenants(raw: Any) -> dict[str, TenantConfig]:
+    """``[tenants.<name>]``; ``default`` always exists, and no two tenants share a token."""
+    if not isinstance(raw, dict):
+        raise ConfigError("[tenants] must be a table of tenant tables")
+    tenants = {DEFAULT_TENANT: TenantConfig(DEFAULT_TENANT)}
+    for name, table in raw.items():
+        tenants[name] = TenantConfig(name=name, **_known(table, TenantConfig, f"[tenants.{name}]"))
+    owners: dict[str, str] = {}
+    for tenant in tenants.values():
+        if tenant.token_sha256 in owners:
+            other = owners[tenant.token_sha256]
+            raise ConfigError(f"[tenants.{tenant.name}] and [tenants.{other}] have the same "
+                              "token_sha256; give each tenant its own token")
+        if tenant.token_sha256:
+            owners[tenant.token_sha256] = tenant.name
+    return tenants
 
 
 def _plugins(raw: Any, here: Path) -> PluginsConfig:
@@ -200,7 +295,7 @@ def _known(table: Any, cls: type, where: str) -> dict[str, Any]:
     """Reject unknown keys so a typo in the config file is an error, not a silent default."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "templates", "plugins"}
+    allowed = {f.name for f in dataclasses.fields(cls)} - {"name", "templates", "plugins", "tenants"}
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

@@ -6,6 +6,8 @@ handler builds an error body by hand.
 
 from __future__ import annotations
 
+import math
+
 
 class GatewayError(Exception):
     """An error with an HTTP status and a stable machine-readable code."""
@@ -43,6 +45,20 @@ class Conflict(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "body_too_large"
+
+
+class TooManyRequests(GatewayError):
+    """A tenant's rate or a sandbox cap refused the request; nothing was changed.
+
+    ``retry_after`` (whole seconds, at least 1) becomes the ``Retry-After`` header.
+    """
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class ServiceUnavailable(GatewayError):

@@ -12,46 +12,54 @@ from tornado.iostream import StreamClosedError
 from . import __version__
 from .base import BaseHandler
 from .openapi import openapi_document
-from .validation import Field
+from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS, Field
 
 log = logging.getLogger(__name__)
 
 CREATE_FIELDS = {
     "template": Field(str),
-    "timeout": Field((int, float), minimum=1),
-    "env": Field(dict, items=str),
+    "timeout": Field((int, float), minimum=1, maximum=MAX_SECONDS),
+    "env": Field(dict, items=str, key_pattern=ENV_NAME, value_pattern=ENV_VALUE),
     "metadata": Field(dict, items=str),
 }
 EXECUTE_FIELDS = {
     "code": Field(str, required=True),
-    "timeout": Field((int, float), minimum=0.001, nullable=True),
+    "timeout": Field((int, float), minimum=0.001, maximum=MAX_SECONDS, nullable=True),
 }
 
 
 class HealthHandler(BaseHandler):
+    """200 while the gateway serves; ``status`` says ``degraded`` while Docker is unreachable
+    (warm sandboxes still run code then, but none can start)."""
+
     public = True
 
-    def get(self) -> None:
+    async def get(self) -> None:
         plugins = self.deps.plugins.stats() if self.deps.plugins is not None else {}
-        self.write_json({"status": "ok", "version": __version__, "pools": self.service.stats(),
-                         "plugins": plugins})
+        docker = await self.service.docker_status()
+        self.write_json({"status": "ok" if docker["reachable"] else "degraded",
+                         "version": __version__, "docker": docker,
+                         "pools": self.service.stats(), "plugins": plugins})
 
 
 class OpenAPIHandler(BaseHandler):
     public = True
 
     def get(self) -> None:
-        self.write_json(openapi_document())
+        plugins = self.deps.plugins
+        self.write_json(openapi_document(
+            templates=sorted(self.service.pools),
+            plugins=sorted(m.name for m in plugins.registry.list()) if plugins else None))
 
 
 class SandboxesHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json({"sandboxes": [s.describe() for s in self.service.list()]})
+        self.write_json({"sandboxes": [s.describe() for s in self.service.list(self.tenant)]})
 
     async def post(self) -> None:
         body = self.body(CREATE_FIELDS)
         sandbox = await self.service.create(
-            body.get("template", "python"), ttl=body.get("timeout"),
+            self.tenant, body.get("template", "python"), ttl=body.get("timeout"),
             env=body.get("env"), metadata=body.get("metadata"))
         self.set_header("Location", f"/api/v1/sandboxes/{sandbox.id}")
         self.write_json(sandbox.describe(), status=201)
@@ -59,24 +67,24 @@ class SandboxesHandler(BaseHandler):
 
 class SandboxHandler(BaseHandler):
     def get(self, sandbox_id: str) -> None:
-        self.write_json(self.service.get(sandbox_id).describe())
+        self.write_json(self.service.get(sandbox_id, self.tenant).describe())
 
     async def delete(self, sandbox_id: str) -> None:
-        await self.service.delete(sandbox_id)
+        await self.service.delete(sandbox_id, self.tenant)
         self.set_status(204)
         self.finish()
 
 
 class InterruptHandler(BaseHandler):
     async def post(self, sandbox_id: str) -> None:
-        await self.service.interrupt(sandbox_id)
+        await self.service.interrupt(sandbox_id, self.tenant)
         self.set_status(204)
         self.finish()
 
 
 class RestartHandler(BaseHandler):
     async def post(self, sandbox_id: str) -> None:
-        sandbox = await self.service.restart(sandbox_id)
+        sandbox = await self.service.restart(sandbox_id, self.tenant)
         self.write_json(sandbox.describe())
 
 
@@ -84,7 +92,7 @@ class NotebookHandler(BaseHandler):
     """The sandbox's history as a ``.ipynb`` (also for a while after the sandbox is deleted)."""
 
     async def get(self, sandbox_id: str) -> None:
-        notebook = await self.service.notebook(sandbox_id)
+        notebook = await self.service.notebook(sandbox_id, self.tenant)
         self.set_header("Content-Disposition", f'inline; filename="{sandbox_id}.ipynb"')
         self.write_json(notebook)
 
@@ -100,7 +108,8 @@ class ExecuteHandler(BaseHandler):
 
     async def post(self, sandbox_id: str) -> None:
         body = self.body(EXECUTE_FIELDS)
-        events = self.service.execute(sandbox_id, body["code"], body.get("timeout"))
+        events = self.service.execute(sandbox_id, self.tenant, body["code"],
+                                     body.get("timeout"))
         self._task = asyncio.current_task()
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-store")
@@ -110,7 +119,8 @@ class ExecuteHandler(BaseHandler):
                 self.write(json.dumps(event) + "\n")
                 if _cell_over(event, ended):
                     break
-                await self.flush()
+                if not ended:  # the reply follows the idle status at once: send both in one write
+                    await self.flush()
             # End the response now: the history write in aclose() need not delay the client.
             self._task = None
             self.finish()

@@ -10,7 +10,6 @@ Jupyter Server ignores them.
 from __future__ import annotations
 
 import datetime
-import json
 import uuid
 from typing import Any
 
@@ -20,10 +19,26 @@ from .errors import BadRequest, NotFound
 from .jupyter_bridge import JupyterState, find_sandbox, jupyter_state, kernel_id_of
 from .jupyter_channels import KernelChannelsHandler
 from .sandbox import Sandbox
+from .validation import ENV_NAME, ENV_VALUE, decode_object
 from .service import SandboxService
 
 DEFAULT_KERNEL = "python"
 SESSION_FIELDS = ("path", "name", "type")
+# The body fields the Jupyter routes read (top level, and inside "kernel" and "notebook"),
+# with the JSON types Jupyter Server accepts; null means "not given".
+BODY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "path": str, "type": str, "id": str, "env": dict, "kernel": dict,
+    "notebook": dict}
+
+
+def check_types(body: dict[str, Any], types: dict[str, type | tuple[type, ...]],
+                prefix: str = "") -> None:
+    """:class:`BadRequest` for a known field of the wrong type (unknown fields are ignored)."""
+    for name, expected in types.items():
+        value = body.get(name)
+        if value is not None and not isinstance(value, expected):
+            raise BadRequest(f"field '{prefix}{name}' must be "
+                             f"{'an object' if expected is dict else 'a string'}")
 
 
 def kernelspec_model(name: str, image: str) -> dict[str, Any]:
@@ -38,7 +53,7 @@ def kernelspec_model(name: str, image: str) -> dict[str, Any]:
 def kernel_model(sandbox: Sandbox, state: JupyterState) -> dict[str, Any]:
     """Jupyter Server's kernel model: id, name, last_activity, execution_state, connections."""
     bridge = state.bridges.get(sandbox.id)
-    last = max(sandbox.created_at, bridge.last_activity if bridge else 0.0)
+    last = max(sandbox.last_active, bridge.last_activity if bridge else 0.0)
     execution_state = "dead" if sandbox.dead else sandbox.kernel.execution_state
     return {"id": kernel_id_of(sandbox.id), "name": sandbox.template,
             "last_activity": _iso(last), "execution_state": execution_state,
@@ -51,11 +66,13 @@ def _iso(ts: float) -> str:
 
 
 def kernel_env(env: Any) -> dict[str, str]:
-    """Only ``KERNEL_*`` variables reach the kernel, as Jupyter Kernel Gateway does."""
+    """Only ``KERNEL_*`` variables reach the kernel, as Jupyter Kernel Gateway does; Jupyter
+    Server sends many others, so the rest are dropped, not refused."""
     if not isinstance(env, dict):
         return {}
     return {k: v for k, v in env.items()
-            if isinstance(k, str) and k.startswith("KERNEL_") and isinstance(v, str)}
+            if isinstance(k, str) and k.startswith("KERNEL_") and ENV_NAME.fullmatch(k)
+            and isinstance(v, str) and ENV_VALUE.fullmatch(v)}
 
 
 def template_for(service: SandboxService, name: str | None) -> str:
@@ -69,14 +86,6 @@ def template_for(service: SandboxService, name: str | None) -> str:
     return name
 
 
-async def start_kernel(service: SandboxService, name: str | None, env: Any = None) -> Sandbox:
-    """Claim a warm sandbox of the kernelspec's template."""
-    name = template_for(service, name)
-    if name not in service.pools:
-        raise NotFound(f"no kernelspec {name!r}; available: {', '.join(sorted(service.pools))}")
-    return await service.create(name, env=kernel_env(env))
-
-
 class JupyterHandler(BaseHandler):
     """A Jupyter REST route: lenient JSON bodies, the Jupyter state at hand."""
 
@@ -85,16 +94,26 @@ class JupyterHandler(BaseHandler):
         self.jupyter = jupyter_state(self.service)
 
     def json_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from exc
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object", code="invalid_json")
+        """The body as a JSON object whose known fields have the types Jupyter Server sends."""
+        body = decode_object(self.raw_body())
+        check_types(body, BODY_TYPES)
+        for name in ("kernel", "notebook"):
+            check_types(body.get(name) or {}, BODY_TYPES, prefix=f"{name}.")
         return body
 
     def model(self, sandbox: Sandbox) -> dict[str, Any]:
         return kernel_model(sandbox, self.jupyter)
+
+    def find_sandbox(self, kernel_id: str) -> Sandbox:
+        return find_sandbox(self.service, kernel_id, self.tenant)
+
+    async def start_kernel(self, name: str | None, env: Any = None) -> Sandbox:
+        """Claim a warm sandbox of the kernelspec's template (the tenant's caps and rates apply)."""
+        template = template_for(self.service, name)
+        if template not in self.service.pools:
+            raise NotFound(f"no kernelspec {template!r}; available: "
+                           f"{', '.join(sorted(self.service.pools))}")
+        return await self.service.create(self.tenant, template, env=kernel_env(env))
 
     def no_content(self) -> None:
         self.set_status(204)
@@ -124,11 +143,11 @@ class KernelSpecHandler(JupyterHandler):
 
 class KernelsHandler(JupyterHandler):
     def get(self) -> None:
-        self.write_json([self.model(s) for s in self.service.list()])
+        self.write_json([self.model(s) for s in self.service.list(self.tenant)])
 
     async def post(self) -> None:
         body = self.json_body()
-        sandbox = await start_kernel(self.service, body.get("name"), body.get("env"))
+        sandbox = await self.start_kernel(body.get("name"), body.get("env"))
         model = self.model(sandbox)
         self.set_header("Location", f"/api/kernels/{model['id']}")
         self.write_json(model, status=201)
@@ -136,16 +155,16 @@ class KernelsHandler(JupyterHandler):
 
 class KernelHandler(JupyterHandler):
     def get(self, kernel_id: str) -> None:
-        self.write_json(self.model(find_sandbox(self.service, kernel_id)))
+        self.write_json(self.model(self.find_sandbox(kernel_id)))
 
     async def delete(self, kernel_id: str) -> None:
-        await self.service.delete(find_sandbox(self.service, kernel_id).id)
+        await self.service.delete(self.find_sandbox(kernel_id).id, self.tenant)
         self.no_content()
 
 
 class KernelInterruptHandler(JupyterHandler):
     async def post(self, kernel_id: str) -> None:
-        await find_sandbox(self.service, kernel_id).interrupt()
+        await self.service.interrupt(self.find_sandbox(kernel_id).id, self.tenant)
         self.no_content()
 
 
@@ -153,7 +172,7 @@ class KernelRestartHandler(JupyterHandler):
     """Swaps in a fresh warm kernel under the same id; open WebSockets stay connected."""
 
     async def post(self, kernel_id: str) -> None:
-        sandbox = await self.service.restart(find_sandbox(self.service, kernel_id).id)
+        sandbox = await self.service.restart(self.find_sandbox(kernel_id).id, self.tenant)
         self.write_json(self.model(sandbox))
 
 
@@ -163,24 +182,26 @@ class SessionStoreHandler(JupyterHandler):
     async def create_session(self, body: dict[str, Any], path: str | None) -> dict[str, Any]:
         kernel = body.get("kernel") or {}
         if kernel.get("id"):
-            sandbox = find_sandbox(self.service, kernel["id"])
+            sandbox = self.find_sandbox(kernel["id"])
         else:
-            sandbox = await start_kernel(self.service, kernel.get("name"), kernel.get("env"))
+            sandbox = await self.start_kernel(kernel.get("name"), kernel.get("env"))
         session = {"id": str(uuid.uuid4()), "path": path or "", "name": body.get("name", ""),
-                   "type": body.get("type", "notebook"), "sandbox_id": sandbox.id}
+                   "type": body.get("type", "notebook"), "sandbox_id": sandbox.id,
+                   "tenant": self.tenant.name}
         self.jupyter.sessions[session["id"]] = session
         return session
 
     def live_sessions(self) -> list[dict[str, Any]]:
-        """Sessions whose kernel still exists (a deleted kernel ends its session)."""
-        alive = {s.id for s in self.service.list()}
-        for session_id in [k for k, s in self.jupyter.sessions.items()
-                           if s["sandbox_id"] not in alive]:
-            del self.jupyter.sessions[session_id]
-        return list(self.jupyter.sessions.values())
+        """The tenant's sessions whose kernel still exists (a deleted kernel ends its session)."""
+        alive = {s.id for s in self.service.list(self.tenant)}
+        mine = {k: s for k, s in self.jupyter.sessions.items() if s["tenant"] == self.tenant.name}
+        for session_id, session in mine.items():
+            if session["sandbox_id"] not in alive:
+                del self.jupyter.sessions[session_id]
+        return [s for s in mine.values() if s["sandbox_id"] in alive]
 
     def session_model(self, session: dict[str, Any]) -> dict[str, Any]:
-        sandbox = self.service.get(session["sandbox_id"])
+        sandbox = self.service.get(session["sandbox_id"], self.tenant)
         return {"id": session["id"], "path": session["path"], "name": session["name"],
                 "type": session["type"], "kernel": self.model(sandbox),
                 "notebook": {"path": session["path"], "name": session["name"]}}
@@ -219,17 +240,17 @@ class SessionHandler(SessionStoreHandler):
 
     async def _switch_kernel(self, session: dict[str, Any], kernel: dict[str, Any]) -> None:
         if kernel.get("id"):
-            session["sandbox_id"] = find_sandbox(self.service, kernel["id"]).id
+            session["sandbox_id"] = self.find_sandbox(kernel["id"]).id
         elif kernel.get("name"):
             old = session["sandbox_id"]
-            session["sandbox_id"] = (await start_kernel(self.service, kernel["name"])).id
-            await self.service.delete(old)  # Jupyter Server shuts the replaced kernel down
+            session["sandbox_id"] = (await self.start_kernel(kernel["name"])).id
+            await self.service.delete(old, self.tenant)  # as Jupyter Server, stop the old kernel
 
     async def delete(self, session_id: str) -> None:
         session = self.find(session_id)
         del self.jupyter.sessions[session_id]
         try:
-            await self.service.delete(session["sandbox_id"])
+            await self.service.delete(session["sandbox_id"], self.tenant)
         except NotFound:
             pass  # the kernel was already deleted
         self.no_content()

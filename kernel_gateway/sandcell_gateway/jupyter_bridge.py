@@ -30,6 +30,7 @@ from .errors import NotFound
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
+from .tenants import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,19 @@ def sandbox_id_of(kernel_id: str) -> str:
     return kernel_id
 
 
-def find_sandbox(service: SandboxService, kernel_id: str) -> Sandbox:
-    """The sandbox behind a kernel id (``NotFound`` if none)."""
+def find_sandbox(service: SandboxService, kernel_id: str, tenant: Tenant) -> Sandbox:
+    """``tenant``'s sandbox behind a kernel id (``NotFound`` if none, or another tenant's)."""
     try:
-        return service.get(sandbox_id_of(kernel_id))
+        return service.get(sandbox_id_of(kernel_id), tenant)
     except NotFound:
         raise NotFound(f"no kernel {kernel_id!r}") from None
 
 
-def kernel_of(service: SandboxService, sandbox_id: str) -> KernelConnection | None:
-    """The live kernel now serving ``sandbox_id`` (a restart swaps it), or None."""
+def kernel_of(service: SandboxService, sandbox_id: str, tenant: Tenant
+              ) -> KernelConnection | None:
+    """The live kernel now serving ``tenant``'s ``sandbox_id`` (a restart swaps it), or None."""
     try:
-        sandbox = service.get(sandbox_id)
+        sandbox = service.get(sandbox_id, tenant)
     except NotFound:
         return None
     return None if sandbox.dead else sandbox.kernel

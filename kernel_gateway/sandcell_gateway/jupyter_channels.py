@@ -28,7 +28,7 @@ import tornado.websocket
 from jupyter_client.jsonutil import json_default
 
 from .base import BaseHandler
-from .errors import KernelDied
+from .errors import BadRequest, KernelDied
 from .jupyter_bridge import KernelBridge, Message, find_sandbox, jupyter_state, kernel_of
 from .kernel import KernelGone
 
@@ -87,10 +87,19 @@ def encode_legacy_binary(msg: Message) -> bytes:
 
 
 def decode_legacy_binary(data: bytes) -> Message:
+    """Split a pre-v1 binary frame (``ValueError`` if malformed)."""
+    if len(data) < 8:
+        raise ValueError("binary frame shorter than its offset table")
     count = struct.unpack_from("!I", data)[0]
+    if count < 1 or len(data) < 4 * (count + 1):
+        raise ValueError(f"binary frame with an impossible offset count {count}")
     offsets = [*struct.unpack_from(f"!{count}I", data, 4), len(data)]
+    if offsets != sorted(offsets) or offsets[0] < 4 * (count + 1):
+        raise ValueError("binary frame offsets out of order or past the end")
     chunks = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    msg: Message = json.loads(chunks[0])
+    msg = json.loads(chunks[0])
+    if not isinstance(msg, dict):
+        raise ValueError("a message must be a JSON object")
     msg["buffers"] = chunks[1:]
     return msg
 
@@ -120,13 +129,23 @@ def client_to_kernel(data: str | bytes, protocol: str | None) -> ClientMessage:
         # Jupyter Server treats a message without a channel as shell; some clients rely on it
         # (jupyter_server's own GatewayKernelClient never sets one).
         channel, header = msg.get("channel") or "shell", msg.get("header")
-        parts = [pack(msg.get(k) or {}) for k in PARTS]
-        parts += [bytes(b) for b in msg.get("buffers") or []]
-    if channel not in CLIENT_CHANNELS:
+        parts = [pack(msg.get(k) or {}) for k in PARTS] + _buffers(msg.get("buffers"))
+    if not isinstance(channel, str) or channel not in CLIENT_CHANNELS:
         raise ValueError(f"cannot send on channel {channel!r}")
-    if len(parts) < 4 or not isinstance(header, dict) or not header.get("msg_id"):
-        raise ValueError("a message needs header (with msg_id), parent_header, metadata, content")
+    if len(parts) < 4 or not isinstance(header, dict) or not header.get("msg_id") \
+            or not isinstance(header.get("msg_type"), str):
+        raise ValueError("a message needs header (with msg_id and msg_type), parent_header, "
+                         "metadata, content")
     return ClientMessage(channel, parts, str(header["msg_id"]))
+
+
+def _buffers(buffers: Any) -> list[bytes]:
+    """A JSON message's ``buffers`` (binary chunks after decode_legacy_binary; else empty)."""
+    if not buffers:
+        return []
+    if not isinstance(buffers, list) or not all(isinstance(b, bytes) for b in buffers):
+        raise ValueError("buffers must come as binary frames, not in the JSON")
+    return list(buffers)
 
 
 def status_message(state: str) -> Message:
@@ -150,16 +169,26 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def ping_interval(self) -> float:
         return 30.0  # keeps proxies from closing an idle notebook; detects dead peers
 
+    @property
+    def max_message_size(self) -> int:
+        """A bigger client frame closes the socket with 1009 (Tornado's check, before decoding)."""
+        return self.deps.websocket_max_message_size
+
     def check_origin(self, origin: str) -> bool:
         # Browsers let any page open a WebSocket, but only a page holding the token gets past
         # prepare(); so a token-authenticated request may come from any origin.
-        return self._authorized()
+        return self._authenticate() is not None
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return V1_PROTOCOL if V1_PROTOCOL in subprotocols else None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        sandbox = find_sandbox(self.service, args[0])  # 404 / 409 before the upgrade
+        sandbox = find_sandbox(self.service, args[0], self.tenant)  # 404 / 409 before the upgrade
+        if self.request.headers.get("Upgrade", "").lower() != "websocket" \
+                or not self.request.headers.get("Sec-WebSocket-Key"):
+            # Tornado would answer in plain text; every gateway error is JSON
+            raise BadRequest("this route is a WebSocket: send an Upgrade request",
+                             code="websocket_required")
         if sandbox.dead:
             raise KernelDied(f"kernel {args[0]} is dead; restart or delete it")
         self.sandbox_id = sandbox.id
@@ -172,13 +201,14 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             stream.set_nodelay(True)  # DESIGN.md: Nagle costs ~40 ms per message
         self._queue: collections.deque[tuple[str, Message] | None] = collections.deque()
         self._ready = asyncio.Event()
-        service = self.service
+        service, tenant = self.service, self.tenant
         self.bridge = jupyter_state(service).bridge(
-            self.sandbox_id, lambda: kernel_of(service, self.sandbox_id))
+            self.sandbox_id, lambda: kernel_of(service, self.sandbox_id, tenant))
         self.bridge.attach(self)
         self._writer = asyncio.ensure_future(self._write_forever())
 
     def deliver(self, channel: str, msg: Message) -> None:
+        self.service.touch(self.sandbox_id)  # output reaching a client is activity
         if len(self._queue) >= MAX_QUEUED:
             log.warning("kernel %s: client %s too slow; disconnecting it",
                         self.sandbox_id, self.session_id)
@@ -202,11 +232,17 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                     self.close(1000, "kernel deleted or dead")
                     return
                 try:
-                    await self.write_message(kernel_to_client(*item, self.selected_subprotocol),
-                                             binary=self._binary(item))
+                    written = self.write_message(
+                        kernel_to_client(*item, self.selected_subprotocol), binary=self._binary(item))
                 except tornado.websocket.WebSocketClosedError:
                     return  # on_close keeps the unwritten messages for a reconnect
+                # Handed to the socket: a client that reads it and leaves before the write
+                # completes must not get it again on reconnect (seen under load).
                 self._queue.popleft()
+                try:
+                    await written
+                except tornado.websocket.WebSocketClosedError:
+                    return
 
     def _binary(self, item: tuple[str, Message]) -> bool:
         return self.selected_subprotocol == V1_PROTOCOL or bool(item[1].get("buffers"))
@@ -214,9 +250,11 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         try:
             msg = client_to_kernel(message, self.selected_subprotocol)
-        except (ValueError, UnicodeDecodeError, struct.error) as exc:
+        except (ValueError, struct.error, RecursionError) as exc:
+            # Jupyter Server also logs and drops a message it cannot route; the socket stays open
             log.warning("kernel %s: ignored a malformed client message: %s", self.sandbox_id, exc)
             return
+        self.service.touch(self.sandbox_id)
         try:
             await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
         except (KernelGone, ConnectionError):

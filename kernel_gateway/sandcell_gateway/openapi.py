@@ -5,12 +5,16 @@ tests/gateway/test_openapi.py keeps it in step with ``handlers.ROUTES``.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from . import __version__
+from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SANDBOX = {"$ref": "#/components/schemas/Sandbox"}
+# seconds, as validation.py checks them (positive, at most 30 days, null: no timeout)
+_TIMEOUT = {"type": ["number", "null"], "minimum": 0.001, "maximum": MAX_SECONDS}
 _ID_PARAM = {"name": "sandbox_id", "in": "path", "required": True,
              "schema": {"type": "string", "pattern": "^sbx_[0-9a-f]{16}$"}}
 
@@ -36,14 +40,18 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": False,
         "properties": {
             "template": {"type": "string", "default": "python"},
-            "timeout": {"type": "number", "minimum": 1, "description": "time to live, seconds"},
-            "env": {"type": "object", "additionalProperties": {"type": "string"}},
+            "timeout": {"type": "number", "minimum": 1, "maximum": MAX_SECONDS,
+                        "description": "time to live, seconds"},
+            "env": {"type": "object",
+                    "propertyNames": {"pattern": f"^{ENV_NAME.pattern}$"},
+                    "additionalProperties": {"type": "string",
+                                             "pattern": f"^{ENV_VALUE.pattern}$"},
+                    "description": "environment variables for the kernel"},
             "metadata": {"type": "object", "additionalProperties": {"type": "string"}}},
     },
     "Execute": {
         "type": "object", "additionalProperties": False, "required": ["code"],
-        "properties": {"code": {"type": "string"},
-                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0}},
+        "properties": {"code": {"type": "string"}, "timeout": _TIMEOUT},
     },
     "ExecutionEvent": {
         "type": "object", "required": ["seq", "msg_type", "content"],
@@ -57,8 +65,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# 429 carries Retry-After; its codes say which limit (docs/api.md, "Tenants and limits").
+_TOO_MANY = _json(_ERROR, "rate_limited, tenant_sandbox_limit or gateway_sandbox_limit") | {
+    "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 1}}}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(s): _json(_ERROR, "error") for s in (401, *statuses)}
+    return {str(s): _TOO_MANY if s == 429 else _json(_ERROR, "error") for s in (401, *statuses)}
 
 
 def _op(summary: str, responses: dict[str, Any], body: str | None = None,
@@ -77,8 +91,9 @@ def _paths() -> dict[str, Any]:
     stream = {"200": {"description": "NDJSON stream of execution events", "content": {
         "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/ExecutionEvent"}}}}}
     return {
-        "/api/v1/health": {"get": {"summary": "Gateway status, sandbox pools (pools) and plugin "
-                                              "worker pools (plugins)", "security": [],
+        "/api/v1/health": {"get": {"summary": "Gateway status (ok, or degraded while Docker is "
+                                              "unreachable), Docker reachability (docker), sandbox "
+                                              "pools (pools) and plugin worker pools (plugins)", "security": [],
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": _json({"type": "object"}, "doc")}}},
@@ -86,13 +101,13 @@ def _paths() -> dict[str, Any]:
             "get": _op("List sandboxes", {"200": _json({"type": "object", "properties": {
                 "sandboxes": {"type": "array", "items": _SANDBOX}}}, "sandboxes")} | _errors()),
             "post": _op("Claim a warm sandbox", {"201": _json(_SANDBOX, "claimed")}
-                        | _errors(400, 413, 503), body="CreateSandbox")},
+                        | _errors(400, 409, 413, 429, 503), body="CreateSandbox")},
         "/api/v1/sandboxes/{sandbox_id}": {
             "get": _op("Describe a sandbox", {"200": _json(_SANDBOX, "sandbox")} | _errors(404),
                        by_id=True),
-            "delete": _op("Destroy a sandbox", no_content | _errors(404), by_id=True)},
+            "delete": _op("Destroy a sandbox", no_content | _errors(404, 503), by_id=True)},
         "/api/v1/sandboxes/{sandbox_id}/execute": {
-            "post": _op("Run code, streaming events", stream | _errors(400, 404, 409, 413),
+            "post": _op("Run code, streaming events", stream | _errors(400, 404, 409, 413, 429),
                         body="Execute", by_id=True)},
         "/api/v1/sandboxes/{sandbox_id}/interrupt": {
             "post": _op("Interrupt the running cell", no_content | _errors(404, 409),
@@ -103,7 +118,7 @@ def _paths() -> dict[str, Any]:
                                      "notebook")} | _errors(404), by_id=True)},
         "/api/v1/sandboxes/{sandbox_id}/restart": {
             "post": _op("Swap in a fresh kernel", {"200": _json(_SANDBOX, "sandbox")}
-                        | _errors(404, 503), by_id=True)},
+                        | _errors(404, 409, 503), by_id=True)},
     }
 
 
@@ -131,7 +146,7 @@ SCHEMAS.update({
         "type": "object", "additionalProperties": False, "required": ["input"],
         "properties": {"input": {"type": "object", "description": "checked against the "
                                  "plugin's input_schema"},
-                       "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0}},
+                       "timeout": _TIMEOUT},
     },
     "PluginEvent": {
         "type": "object", "required": ["seq", "msg_type", "content"],
@@ -140,7 +155,7 @@ SCHEMAS.update({
                        "content": {"type": "object"}},
     },
     "Operands": {
-        "type": "object", "required": ["operand1", "operand2"],
+        "type": "object", "required": ["operand1", "operand2"], "additionalProperties": False,
         "properties": {"operand1": {"type": "number"}, "operand2": {"type": "number"}},
     },
     "CalculatorResult": {
@@ -168,28 +183,40 @@ def _plugin_paths() -> dict[str, Any]:
     return {
         "/api/v1/plugins": {"get": _plugin_op("List plugins", {"200": _json({
             "type": "object", "properties": {"plugins": {"type": "array", "items": _PLUGIN}}},
-            "plugins")} | _errors())},
+            "plugins")} | _errors(404))},
         "/api/v1/plugins/{name}": {"get": _plugin_op(
             "Describe a plugin: versions and schemas", {"200": _json(_PLUGIN, "plugin")}
             | _errors(404), _NAME_PARAM)},
         "/api/v1/plugins/{name}/invoke": {"post": _plugin_op(
             "Invoke a plugin on a fresh warm worker, streaming progress then the result",
-            stream | _errors(400, 404, 413, 503), _NAME_PARAM, body="Invoke")},
+            stream | _errors(400, 404, 413, 429, 503), _NAME_PARAM, body="Invoke")},
         "/api/v1/calculate/{operation}": {"post": _plugin_op(
             "The original platform's calculator (add/multiply/subtract plugins)",
             {"200": _json({"$ref": "#/components/schemas/CalculatorResult"}, "result")}
-            | _errors(400, 404, 502, 503, 504), _OPERATION_PARAM, body="Operands")},
+            | _errors(400, 404, 429, 502, 503, 504), _OPERATION_PARAM, body="Operands")},
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(templates: list[str] | None = None,
+                     plugins: list[str] | None = None) -> dict[str, Any]:
+    """The document; given this gateway's template and plugin names, it lists them as enums,
+    so a client (or a fuzzer) knows which values the gateway accepts."""
+    schemas = copy.deepcopy(SCHEMAS)
+    paths = _paths() | _plugin_paths()
+    if templates:
+        schemas["CreateSandbox"]["properties"]["template"]["enum"] = templates
+    if plugins:
+        for path in ("/api/v1/plugins/{name}", "/api/v1/plugins/{name}/invoke"):
+            for operation in paths[path].values():
+                operation["parameters"] = [{**_NAME_PARAM, "schema": {
+                    "type": "string", "enum": plugins}}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Sandcell gateway", "version": __version__,
                  "description": "Warm, hardened Jupyter kernels as sandboxes. See docs/api.md."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": _paths() | _plugin_paths(),
-        "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }

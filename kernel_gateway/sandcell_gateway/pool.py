@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 
 Launcher = Callable[[TemplateConfig, str], Awaitable[Sandbox]]
 Destroyer = Callable[[Sandbox], Awaitable[None]]
+# Failed starts back off 1, 2, 4 s, then retry every MAX_BACKOFF s: an unreachable Docker is
+# not hammered, and a pool refills within MAX_BACKOFF s (plus a start) once Docker is back.
+MAX_BACKOFF = 5.0
 
 
 class WarmPool:
@@ -34,8 +38,9 @@ class WarmPool:
     """
 
     def __init__(self, template: TemplateConfig, *, launch: Launcher, destroy: Destroyer,
-                 launch_slots: asyncio.Semaphore | None = None) -> None:
+                 launch_slots: asyncio.Semaphore | None = None, refill_delay: float = 0.0) -> None:
         self.template = template
+        self.refill_delay = refill_delay
         self._launch = launch
         self._destroy = destroy
         self._slots = launch_slots or asyncio.Semaphore(2)
@@ -44,14 +49,21 @@ class WarmPool:
         self._starting = 0
         self._claimed = 0
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # a claim is waiting or the pool ran dry
         self._refill_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_error: str | None = None
+        self._failures = 0  # consecutive failed starts; sets the backoff
+        self._retry = asyncio.Event()  # set by retry_now(): cut every backoff short
 
     def stats(self) -> dict[str, object]:
         return {"ready": len(self._ready), "starting": self._starting, "claimed": self._claimed,
                 "min_ready": self.template.min_ready, "max_total": self.template.max_total,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "failed_starts": self._failures}
+
+    @property
+    def has_ready(self) -> bool:
+        return bool(self._ready)
 
     @property
     def total(self) -> int:
@@ -59,7 +71,7 @@ class WarmPool:
 
     def start(self) -> None:
         self._refill_task = asyncio.ensure_future(self._refill_forever())
-        self._wake.set()
+        self._poke()
 
     async def claim(self, timeout: float) -> Sandbox:
         """Hand out a ready sandbox (O(1) when one is ready)."""
@@ -68,13 +80,13 @@ class WarmPool:
             self._claimed += 1
         else:
             sandbox = await self._wait_for_ready(timeout)  # ``_offer`` counted it claimed
-        self._wake.set()
+        self._poke()
         return sandbox
 
     async def _wait_for_ready(self, timeout: float) -> Sandbox:
         waiter: asyncio.Future[Sandbox] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        self._wake.set()
+        self._poke()
         try:
             return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
@@ -97,8 +109,13 @@ class WarmPool:
     async def release(self, sandbox: Sandbox) -> None:
         """Destroy a claimed sandbox and let the pool start a replacement."""
         self._claimed -= 1
-        self._wake.set()
+        self._poke()
         await self._destroy(sandbox)
+
+    def adopt(self, sandbox: Sandbox) -> None:
+        """Count a claimed sandbox a crashed run of the gateway left (re-adopted at start)."""
+        del sandbox  # only its slot matters: it counts against max_total until released
+        self._claimed += 1
 
     def give_back(self, item: Sandbox) -> None:
         """Return a claimed item to the ready set, to be handed out next.
@@ -108,14 +125,20 @@ class WarmPool:
         """
         self._claimed -= 1
         self._offer(item, first=True)
-        self._wake.set()
+        self._poke()
 
     def discard(self, sandbox_id: str) -> None:
         """Forget a ready sandbox whose container died before anyone claimed it."""
         for sandbox in [s for s in self._ready if s.id == sandbox_id]:
             self._ready.remove(sandbox)
             self._spawn(self._destroy(sandbox))
-            self._wake.set()
+            self._poke()
+
+    def _poke(self) -> None:
+        """Wake the refill task; at once (no ``refill_delay``) if the pool is dry or a claim waits."""
+        self._wake.set()
+        if not self._ready or self._waiters:
+            self._urgent.set()
 
     def _deficit(self) -> int:
         wanted = max(self.template.min_ready, len(self._waiters)) - len(self._ready) - self._starting
@@ -125,7 +148,14 @@ class WarmPool:
     async def _refill_forever(self) -> None:
         while True:
             await self._wake.wait()
+            if self._ready and not self._waiters:
+                # Starting a container takes both cores for a moment: let the claimant's first
+                # cells run first. An empty pool or a waiting claim refills at once.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.refill_delay):
+                        await self._urgent.wait()
             self._wake.clear()
+            self._urgent.clear()
             for _ in range(self._deficit()):
                 self._starting += 1
                 self._spawn(self._start_one())
@@ -149,14 +179,24 @@ class WarmPool:
             await self._after_failure(repr(exc))
             return
         self._starting -= 1
-        self.last_error = None
+        self.last_error, self._failures = None, 0
         self._offer(sandbox)
 
     async def _after_failure(self, message: str) -> None:
         self.last_error = message
+        self._failures += 1
         log.warning("pool %s: %s", self.template.name, message)
-        await asyncio.sleep(1.0)  # backoff: do not hammer a failing Docker daemon
-        self._wake.set()
+        retry = self._retry
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(2.0 ** (self._failures - 1), MAX_BACKOFF)):
+                await retry.wait()
+        self._poke()
+
+    def retry_now(self) -> None:
+        """End the backoff: what failed the starts is fixed (Docker answers again)."""
+        self._retry.set()
+        self._retry = asyncio.Event()
+        self._failures = 0
 
     def _offer(self, sandbox: Sandbox, first: bool = False) -> None:
         while self._waiters:

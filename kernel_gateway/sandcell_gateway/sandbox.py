@@ -13,12 +13,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .backend import ContainerHandle
+from .config import DEFAULT_TENANT
 from .errors import KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+REMOVED = "removed by the gateway"  # death_reason prefix: TTL expiry or idle culling
 
 
 def new_sandbox_id() -> str:
@@ -40,12 +42,14 @@ class Sandbox:
     interrupt_grace: float = 10.0
     created_at: float = dataclasses.field(default_factory=time.time)
     expires_at: float = 0.0
+    last_active: float = dataclasses.field(default_factory=time.time)  # see touch()
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     dead: bool = False
     death_reason: str = ""
     public_id: str = ""  # set when a restart swaps in a new container under the old id
     language_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # from kernel_info
+    tenant: str = DEFAULT_TENANT  # the owner: only its tenant's requests find this sandbox
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property
@@ -61,6 +65,14 @@ class Sandbox:
         if self.dead:
             return "dead"
         return "busy" if self._lock.locked() else "running"
+
+    def touch(self) -> None:
+        """A client used the sandbox (a request, or output streamed to it): not idle."""
+        self.last_active = time.time()
+
+    def end_of_life(self, now: float, idle_timeout: float) -> str | None:
+        """Why the gateway should remove this sandbox at ``now``, or None to keep it."""
+        return end_of_life(self.expires_at, self.last_active, now, idle_timeout)
 
     def mark_dead(self, reason: str = "its kernel stopped") -> None:
         if not self.dead:
@@ -110,7 +122,8 @@ class Sandbox:
                     msg = await pending.next()
             except KernelGone:
                 self.mark_dead()
-                yield _event("gateway_error", {"code": "kernel_died", "message": self._obituary()})
+                code = "sandbox_removed" if self.death_reason.startswith(REMOVED) else "kernel_died"
+                yield _event("gateway_error", {"code": code, "message": self._obituary()})
                 return
             except TimeoutError:
                 if interrupted:
@@ -151,6 +164,8 @@ class Sandbox:
             raise KernelDied(self._obituary())
 
     def _obituary(self) -> str:
+        if self.death_reason.startswith(REMOVED):
+            return f"sandbox {self.id} was {self.death_reason}"
         return (f"sandbox {self.id} died ({self.death_reason or 'its kernel stopped'}); "
                 "restart it (POST .../restart) or delete it")
 
@@ -165,6 +180,20 @@ class Sandbox:
         return {"id": self.id, "template": self.template, "state": self.state,
                 "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
                 "metadata": self.metadata}
+
+
+def end_of_life(expires_at: float, last_active: float, now: float,
+                idle_timeout: float) -> str | None:
+    """The removal policy: past its time to live, or idle for ``idle_timeout`` (0: never).
+
+    Idle means no client activity (see :meth:`Sandbox.touch`), whether or not the kernel is
+    busy: a cell stuck in ``time.sleep(10**6)`` with nobody asking about it is culled too.
+    """
+    if expires_at <= now:
+        return "expired: its time to live ran out"
+    if idle_timeout and now - last_active >= idle_timeout:
+        return f"culled: idle for {now - last_active:.0f}s (idle_timeout is {idle_timeout:g}s)"
+    return None
 
 
 def _event(msg_type: str, content: dict[str, Any]) -> Event:

@@ -17,23 +17,38 @@ from .base import Deps
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .plugins.service import PluginService
 from .service import SandboxService
+from .tenants import Tenants
 
 log = logging.getLogger("sandcell")
+
+
+def run(config: GatewayConfig) -> None:
+    """Serve on uvloop when it is installed (a quarter off the 1+1 round trip, measured with
+    bench/), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))
 
 
 async def serve(config: GatewayConfig) -> None:
     """Serve until SIGINT/SIGTERM; then destroy every sandbox this gateway started."""
     token, generated = gateway_token()
+    tenants = Tenants(config.tenants, token)  # ConfigError before anything starts
     backend = DockerBackend(config)
     service = SandboxService(config, backend)
     await service.start()
     plugins = PluginService(config, backend) if config.plugins.enabled else None
     if plugins is not None:
         await plugins.start()
+        backend.when_reachable_again(plugins.retry_pools)
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(
-        make_app(Deps(service, token, config.max_body_size, plugins=plugins)),
+        make_app(Deps(service, tenants, config.max_body_size, plugins=plugins,
+                      websocket_max_message_size=config.websocket_max_message_size)),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"

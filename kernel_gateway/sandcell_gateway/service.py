@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
@@ -12,28 +13,34 @@ from typing import Any
 
 from .backend import DockerBackend
 from .config import GatewayConfig, TemplateConfig
-from .errors import BadRequest, NotFound
+from .errors import BackendUnavailable, BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
-from .sandbox import Event, Sandbox
-from .store import CellRecorder, HistoryStore
+from .recovery import Recovery
+from .sandbox import REMOVED, Event, Sandbox
+from .store import CellRecorder, HistoryStore, SandboxRecord
+from .tenants import Tenant, check_caps
 
 log = logging.getLogger(__name__)
 
 SANDBOX_ID = re.compile(r"^sbx_[0-9a-f]{16}$")
+MAX_REMEMBERED = 10_000  # why recently removed sandboxes went, for the 404 that follows
 
 
 class SandboxService:
     """Claims sandboxes from warm pools, runs code in them, and destroys them.
 
+    Every call names the tenant making it: a tenant sees only the sandboxes it created, and
+    another tenant's sandbox is "not found", exactly like an id that never existed.
+
     Example::
 
         service = SandboxService(config, DockerBackend(config))
         await service.start()
-        sandbox = await service.create(template="python")
-        async for event in service.execute(sandbox.id, "1+1"):
+        sandbox = await service.create(tenant, template="python")
+        async for event in service.execute(sandbox.id, tenant, "1+1", timeout=None):
             ...
-        await service.delete(sandbox.id)
+        await service.delete(sandbox.id, tenant)
         await service.close()
     """
 
@@ -42,31 +49,44 @@ class SandboxService:
         self.backend = backend
         slots = asyncio.Semaphore(config.launch_concurrency)
         self.pools = {name: WarmPool(t, launch=self._launch, destroy=self._destroy,
-                                     launch_slots=slots)
+                                     launch_slots=slots, refill_delay=config.refill_delay)
                       for name, t in config.templates.items()}
         self._sandboxes: dict[str, Sandbox] = {}
+        # why recently removed sandboxes went, told to their own tenant: id -> (tenant, reason)
+        self._removed: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
+        # tenant -> claims in flight (they count against the caps before they land)
+        self._claiming: collections.Counter[str] = collections.Counter()
         self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Reap containers a previous run of this gateway left, then fill the pools."""
-        removed = await self.backend.remove_all()
-        if removed:
-            log.info("removed %d container(s) left by a previous run", removed)
+        """Re-adopt what a crashed run left (see recovery.py), reap the rest, fill the pools."""
         self.backend.root.mkdir(parents=True, mode=0o700, exist_ok=True)
         await self.store.open()
-        await self.store.mark_all_deleted()  # a previous run's sandboxes are gone (reaped above)
-        await self._purge_history()
+        # before recovery, so a sandbox dying while it is checked is still noticed
         self.backend.watch_exits(self._on_container_exit)
+        self.backend.when_reachable_again(self._retry_pools)
+        adopted, report = await Recovery(self.config, self.backend, self.store).run()
+        for sandbox in adopted:
+            self._sandboxes[sandbox.id] = sandbox
+            self.pools[sandbox.template].adopt(sandbox)
+        log.info("%s", report)
+        await self._purge_history()
         for pool in self.pools.values():
             pool.start()
         self._ttl_task = asyncio.ensure_future(self._expire_forever())
+
+    def _retry_pools(self) -> None:
+        for pool in self.pools.values():
+            pool.retry_now()
 
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
         handle = await self.backend.launch(template, sandbox_id)
         kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
         try:
-            info = await kernel.wait_ready(self.config.ready_timeout)
+            async with asyncio.timeout(self.config.ready_timeout):
+                info = await kernel.wait_ready(self.config.ready_timeout)
+                await kernel.warm_up()
         except BaseException:
             kernel.close()
             await self.backend.remove(handle)
@@ -81,56 +101,98 @@ class SandboxService:
     def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
             if sandbox.handle.sandbox_id == container_sandbox_id:
+                if sandbox.handle.removing or sandbox.handle.removed:
+                    return  # being deleted: its death is the point
                 log.warning("sandbox %s died: %s", sandbox.id, reason)
                 sandbox.mark_dead(reason)
                 return
         for pool in self.pools.values():
             pool.discard(container_sandbox_id)
 
-    async def create(self, template: str = "python", *, ttl: float | None = None,
-                     env: dict[str, str] | None = None,
+    async def create(self, tenant: Tenant, template: str = "python", *,
+                     ttl: float | None = None, env: dict[str, str] | None = None,
                      metadata: dict[str, str] | None = None) -> Sandbox:
+        """Claim a warm sandbox for ``tenant``, within its caps and create rate (else 429)."""
         pool = self.pools.get(template)
         if pool is None:
             raise BadRequest(f"unknown template {template!r}; configured: "
                              f"{', '.join(sorted(self.pools))}", code="unknown_template")
-        sandbox = await pool.claim(self._claim_timeout(pool))
-        sandbox.created_at = time.time()
+        self._admit(tenant)
+        self._claiming[tenant.name] += 1
+        try:
+            sandbox = await self._claim(pool)
+        finally:
+            self._claiming[tenant.name] -= 1
+        sandbox.tenant = tenant.name
+        sandbox.created_at = sandbox.last_active = time.time()
         sandbox.expires_at = sandbox.created_at + (ttl or self.config.sandbox_ttl)
         sandbox.metadata = dict(metadata or {})
+        sandbox.env = dict(env or {})
         self._sandboxes[sandbox.id] = sandbox
         try:
-            await self._remember(self.store.add_sandbox(sandbox.id, template, sandbox.metadata,
-                                                        sandbox.language_info))
-            await sandbox.apply_env(env or {})
+            await self._remember(self.store.add_sandbox(_record(sandbox)))
+            await sandbox.apply_env(sandbox.env)
         except BaseException:
-            await self.delete(sandbox.id)
+            await self._remove(sandbox)
             raise
         return sandbox
 
-    def _claim_timeout(self, pool: WarmPool) -> float:
-        return pool.template.claim_timeout or self.config.claim_timeout
+    def _admit(self, tenant: Tenant) -> None:
+        """Caps first (they spend nothing), then the create rate; claims in flight count."""
+        owned = sum(1 for s in self._sandboxes.values() if s.tenant == tenant.name)
+        total = len(self._sandboxes) + sum(self._claiming.values())
+        check_caps(tenant, owned + self._claiming[tenant.name], total, self.config.max_sandboxes)
+        tenant.admit_create()
 
-    def get(self, sandbox_id: str) -> Sandbox:
+    async def _claim(self, pool: WarmPool) -> Sandbox:
+        """A warm sandbox; while Docker is unreachable only one already warm (no waiting for
+        a start that cannot happen: 503 at once)."""
+        if not pool.has_ready and not self.backend.reachable:
+            raise BackendUnavailable(f"no warm {pool.template.name!r} sandbox is ready and "
+                                     f"{self.backend.last_error}")
+        timeout = pool.template.claim_timeout or self.config.claim_timeout
+        return await pool.claim(timeout)
+
+    def get(self, sandbox_id: str, tenant: Tenant) -> Sandbox:
+        """``tenant``'s sandbox; another tenant's is ``NotFound``, worded as for no sandbox."""
         sandbox = self._sandboxes.get(sandbox_id) if SANDBOX_ID.match(sandbox_id) else None
-        if sandbox is None:
-            raise NotFound(f"no sandbox {sandbox_id!r}")
+        if sandbox is None or sandbox.tenant != tenant.name:
+            owner, removed = self._removed.get(sandbox_id, ("", ""))
+            raise NotFound(f"no sandbox {sandbox_id!r}" + (
+                f": the gateway removed it ({removed})" if owner == tenant.name else ""))
         return sandbox
 
-    def list(self) -> list[Sandbox]:
-        return list(self._sandboxes.values())
+    def touch(self, sandbox_id: str) -> None:
+        """Note client activity on a sandbox (it resets the idle clock); unknown ids are ignored."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is not None:
+            sandbox.touch()
 
-    async def delete(self, sandbox_id: str) -> None:
-        sandbox = self.get(sandbox_id)
-        del self._sandboxes[sandbox_id]
-        await self._remember(self.store.mark_deleted(sandbox_id))
+    def list(self, tenant: Tenant) -> list[Sandbox]:
+        return [s for s in self._sandboxes.values() if s.tenant == tenant.name]
+
+    async def delete(self, sandbox_id: str, tenant: Tenant) -> None:
+        await self._remove(self.get(sandbox_id, tenant))
+
+    async def _remove(self, sandbox: Sandbox, reason: str = "deleted") -> None:
+        """Remove the container first: if Docker is unreachable the sandbox stays (503)."""
+        if self._sandboxes.get(sandbox.id) is not sandbox:
+            return  # already removed (or restarted: a fresh sandbox serves the id now)
+        await self.backend.remove(sandbox.handle)
+        if self._sandboxes.get(sandbox.id) is not sandbox:
+            return  # a concurrent delete won
+        del self._sandboxes[sandbox.id]
+        await self._remember(self.store.mark_deleted(sandbox.id, reason))
         await self.pools[sandbox.template].release(sandbox)
         await self._purge_history()
 
-    def execute(self, sandbox_id: str, code: str, timeout: float | None
+    def execute(self, sandbox_id: str, tenant: Tenant, code: str, timeout: float | None
                 ) -> AsyncGenerator[Event, None]:
-        """The cell's events; the cell goes into the sandbox's history when it finishes."""
-        sandbox = self.get(sandbox_id)
+        """The cell's events (within the tenant's execute rate, else 429); the cell goes into
+        the sandbox's history when it finishes."""
+        sandbox = self.get(sandbox_id, tenant)
+        tenant.admit_execute()
+        sandbox.touch()
         return self._recorded(sandbox_id, code, sandbox.execute(code, timeout=timeout))
 
     async def _recorded(self, sandbox_id: str, code: str, events: AsyncGenerator[Event, None]
@@ -140,6 +202,7 @@ class SandboxService:
             async for event in events:
                 started = True
                 recorder.add(event)
+                self.touch(sandbox_id)  # output reaching a client is activity
                 yield event
         finally:
             await events.aclose()
@@ -155,9 +218,12 @@ class SandboxService:
         except Exception:  # history is a convenience: never fail the caller's request for it
             log.exception("could not write to the history store")
 
-    async def notebook(self, sandbox_id: str) -> dict[str, Any]:
-        """The sandbox's history as a notebook; kept ``history_retention`` s after deletion."""
-        notebook = await self.store.notebook(sandbox_id) if SANDBOX_ID.match(sandbox_id) else None
+    async def notebook(self, sandbox_id: str, tenant: Tenant) -> dict[str, Any]:
+        """The sandbox's history as a notebook; kept ``history_retention`` s after deletion,
+        also across gateway restarts (the store records the owner)."""
+        notebook = None
+        if SANDBOX_ID.match(sandbox_id):
+            notebook = await self.store.notebook(sandbox_id, tenant.name)
         if notebook is None:
             raise NotFound(f"no sandbox {sandbox_id!r} (or its history expired)")
         return notebook
@@ -167,36 +233,71 @@ class SandboxService:
         if purged:
             log.info("forgot the history of %d deleted sandbox(es)", purged)
 
-    async def interrupt(self, sandbox_id: str) -> None:
-        await self.get(sandbox_id).interrupt()
+    async def interrupt(self, sandbox_id: str, tenant: Tenant) -> None:
+        sandbox = self.get(sandbox_id, tenant)
+        sandbox.touch()
+        await sandbox.interrupt()
 
-    async def restart(self, sandbox_id: str) -> Sandbox:
-        """Swap in a fresh warm kernel under the same id (instant, unlike a kernel restart)."""
-        old = self.get(sandbox_id)
+    async def restart(self, sandbox_id: str, tenant: Tenant) -> Sandbox:
+        """Swap in a fresh warm kernel under the same id (instant, unlike a kernel restart).
+
+        The tenant keeps one sandbox, so caps and rates are not consulted."""
+        old = self.get(sandbox_id, tenant)
         pool = self.pools[old.template]
-        fresh = await pool.claim(self._claim_timeout(pool))
+        fresh = await self._claim(pool)
+        try:
+            await self.backend.remove(old.handle)
+        except BaseException:
+            pool.give_back(fresh)  # Docker is unreachable: keep the old one, the client retries
+            raise
         fresh.public_id = sandbox_id
         fresh.created_at, fresh.expires_at = old.created_at, old.expires_at
-        fresh.metadata = old.metadata
+        fresh.touch()
+        fresh.metadata, fresh.tenant = old.metadata, old.tenant
         self._sandboxes[sandbox_id] = fresh
         await pool.release(old)
+        await self._remember(self.store.update_container(
+            sandbox_id, fresh.handle.sandbox_id, fresh.handle.container_id, fresh.language_info))
         await fresh.apply_env(old.env)
         return fresh
 
     def stats(self) -> dict[str, Any]:
         return {name: pool.stats() for name, pool in self.pools.items()}
 
+    async def docker_status(self) -> dict[str, Any]:
+        """Whether Docker answers right now, where it is, and what failed last."""
+        reachable = await self.backend.ping()
+        return {"reachable": reachable, "host": self.backend.docker_host,
+                "error": None if reachable else self.backend.last_error}
+
     async def _expire_forever(self) -> None:
         while True:
             await asyncio.sleep(1.0)  # poll: TTLs are coarse, one check a second is plenty
-            now = time.time()
-            for sandbox in [s for s in self._sandboxes.values() if s.expires_at <= now]:
-                log.info("sandbox %s expired", sandbox.id)
-                with contextlib.suppress(NotFound):
-                    await self.delete(sandbox.id)
+            try:
+                await self.remove_due(time.time())
+            except Exception:  # never let one failure stop TTL and idle culling for good
+                log.exception("removing expired or idle sandboxes failed")
+
+    async def remove_due(self, now: float) -> dict[str, str]:
+        """Delete the sandboxes past their TTL or idle too long (see ``sandbox.end_of_life``)."""
+        due = [(s, reason) for s in list(self._sandboxes.values())
+               if (reason := s.end_of_life(now, self.config.idle_timeout))]
+        for sandbox, reason in due:
+            log.info("sandbox %s %s", sandbox.id, reason)
+            self._removed[sandbox.id] = (sandbox.tenant, reason)
+            while len(self._removed) > MAX_REMEMBERED:
+                self._removed.popitem(last=False)
+            sandbox.mark_dead(f"{REMOVED}: {reason}")  # a waiting stream is told why
+            with contextlib.suppress(BackendUnavailable):  # retried next second
+                await self._remove(sandbox, reason)
+        return {s.id: reason for s, reason in due}
 
     async def close(self) -> None:
-        """Destroy every sandbox this gateway started; nothing is left behind."""
+        """Destroy every sandbox this gateway started; nothing is left behind.
+
+        Only this graceful path destroys claimed sandboxes; a crash leaves them to be
+        re-adopted by the next start (recovery.py).
+        """
         if self._ttl_task is not None:
             self._ttl_task.cancel()
         claimed, self._sandboxes = list(self._sandboxes.values()), {}
@@ -205,6 +306,11 @@ class SandboxService:
         await self.backend.remove_all()
         self.backend.close()
         if self.store.is_open:
-            await self.store.mark_all_deleted()
+            await self.store.mark_all_deleted("the gateway shut down")
             await self.store.close()
 
+
+def _record(sandbox: Sandbox) -> SandboxRecord:
+    return SandboxRecord(sandbox.id, sandbox.template, sandbox.handle.sandbox_id,
+                         sandbox.handle.container_id, sandbox.tenant, sandbox.created_at,
+                         sandbox.expires_at, sandbox.metadata, sandbox.env, sandbox.language_info)

@@ -4,6 +4,10 @@ Every execution a client asks for is recorded when it finishes: its code, its ou
 in nbformat's shape, its execution count and its timings. ``GET /api/v1/sandboxes/{id}/notebook``
 turns a sandbox's history into a ``.ipynb`` document (nbformat 4.5).
 
+The same file keeps each claimed sandbox's :class:`SandboxRecord`: what a gateway restarted
+after a crash needs to re-adopt the sandbox's still-running container. ``PRAGMA user_version``
+numbers the schema; :data:`MIGRATIONS` bring an older file up to date when it is opened.
+
 SQLite calls are blocking; they run on one dedicated thread that owns the connection, so the
 event loop never waits on a disk sync and the connection is never shared between threads.
 
@@ -11,12 +15,12 @@ Example::
 
     store = HistoryStore(Path("/tmp/history.sqlite3"))
     await store.open()
-    await store.add_sandbox("sbx_0123456789abcdef", "python", {}, {"name": "python"})
+    await store.add_sandbox(SandboxRecord("sbx_0123456789abcdef", "python"))
     recorder = CellRecorder("1+1")
     for event in events:
         recorder.add(event)
     await store.add_cell("sbx_0123456789abcdef", recorder.finish())
-    notebook = await store.notebook("sbx_0123456789abcdef")
+    notebook = await store.notebook("sbx_0123456789abcdef", "default")
     await store.close()
 """
 
@@ -34,7 +38,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-SCHEMA = """
+# Version 1 is the schema before versioning (such files say user_version 0): creating it is
+# a no-op on them, so every file replays the same steps from its own version on.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS sandboxes (
     id TEXT PRIMARY KEY,
     template TEXT NOT NULL,
@@ -56,6 +62,42 @@ CREATE TABLE IF NOT EXISTS cells (
     PRIMARY KEY (sandbox_id, position)
 );
 """
+# Version 2: what re-adoption needs. ``instance_id`` names the container (its
+# org.sandcell.sandbox label and connection directory); it differs from ``id`` once a
+# restart swapped the container under the same public id.
+SCHEMA_V2 = """
+ALTER TABLE sandboxes ADD COLUMN instance_id TEXT;
+ALTER TABLE sandboxes ADD COLUMN container_id TEXT;
+ALTER TABLE sandboxes ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE sandboxes ADD COLUMN expires_at REAL;
+ALTER TABLE sandboxes ADD COLUMN env TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE sandboxes ADD COLUMN deleted_reason TEXT;
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreVersionError(RuntimeError):
+    """The store file was written by a newer Sandcell; opening it could lose data."""
+
+
+@dataclasses.dataclass
+class SandboxRecord:
+    """A claimed sandbox as the store keeps it: enough to re-adopt it after a crash."""
+
+    id: str
+    template: str
+    instance_id: str = ""  # the container's sandbox label; "" means the same as ``id``
+    container_id: str = ""
+    tenant: str = "default"
+    created_at: float = dataclasses.field(default_factory=time.time)
+    expires_at: float = 0.0
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    language_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.instance_id = self.instance_id or self.id
 
 
 @dataclasses.dataclass
@@ -199,9 +241,16 @@ class HistoryStore:
         self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; one writer thread
         db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a gateway crash (kill -9), only an OS crash or power
+        # loss can drop the last commits; FULL would fsync on every cell.
+        db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        self.path.chmod(0o600)  # code and outputs may hold secrets
+        try:
+            migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        self.path.chmod(0o600)  # code, outputs and env may hold secrets
         self._db = db
 
     @property
@@ -213,20 +262,30 @@ class HistoryStore:
         assert self._db is not None, "HistoryStore.open() was not awaited"
         return self._db
 
-    async def add_sandbox(self, sandbox_id: str, template: str, metadata: dict[str, str],
-                          language_info: dict[str, Any]) -> None:
-        await self._run(self.db.execute,
-                        "INSERT OR REPLACE INTO sandboxes VALUES (?, ?, ?, NULL, ?, ?)",
-                        (sandbox_id, template, time.time(), json.dumps(metadata),
-                         json.dumps(language_info)))
+    async def add_sandbox(self, record: SandboxRecord) -> None:
+        await self._run(self.db.execute, f"INSERT INTO sandboxes ({RECORD_COLUMNS}) VALUES "
+                        f"({', '.join('?' * len(RECORD_FIELDS))})", _row(record))
 
-    async def mark_deleted(self, sandbox_id: str) -> None:
-        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ? WHERE id = ? "
-                        "AND deleted_at IS NULL", (time.time(), sandbox_id))
+    async def update_container(self, sandbox_id: str, instance_id: str, container_id: str,
+                               language_info: dict[str, Any]) -> None:
+        """A restart swapped the sandbox's container: adopt the new one after a crash."""
+        await self._run(self.db.execute, "UPDATE sandboxes SET instance_id = ?, container_id = ?,"
+                        " language_info = ? WHERE id = ?",
+                        (instance_id, container_id, json.dumps(language_info), sandbox_id))
 
-    async def mark_all_deleted(self) -> None:
-        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ? "
-                        "WHERE deleted_at IS NULL", (time.time(),))
+    async def live_sandboxes(self) -> list[SandboxRecord]:
+        """Records not deleted: the sandboxes a crashed run of this gateway left claimed."""
+        rows = await self._run(lambda: self.db.execute(
+            f"SELECT {RECORD_COLUMNS} FROM sandboxes WHERE deleted_at IS NULL").fetchall())
+        return [_record(row) for row in rows]
+
+    async def mark_deleted(self, sandbox_id: str, reason: str = "deleted") -> None:
+        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ?, deleted_reason = ?"
+                        " WHERE id = ? AND deleted_at IS NULL", (time.time(), reason, sandbox_id))
+
+    async def mark_all_deleted(self, reason: str) -> None:
+        await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ?, deleted_reason = ?"
+                        " WHERE deleted_at IS NULL", (time.time(), reason))
 
     async def add_cell(self, sandbox_id: str, cell: CellRecord) -> None:
         await self._run(self._add_cell, sandbox_id, cell)
@@ -244,21 +303,24 @@ class HistoryStore:
                                  (deleted_before,))
         return cursor.rowcount
 
-    async def notebook(self, sandbox_id: str) -> dict[str, Any] | None:
-        """The sandbox's history as an nbformat 4.5 notebook; ``None`` if it is not known."""
-        return await self._run(self._notebook, sandbox_id)
+    async def notebook(self, sandbox_id: str, tenant: str) -> dict[str, Any] | None:
+        """``tenant``'s sandbox's history as an nbformat 4.5 notebook; ``None`` if it is not
+        known (or is another tenant's)."""
+        return await self._run(self._notebook, sandbox_id, tenant)
 
-    def _notebook(self, sandbox_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT template, created_at, deleted_at, metadata, language_info "
-                              "FROM sandboxes WHERE id = ?", (sandbox_id,)).fetchone()
+    def _notebook(self, sandbox_id: str, tenant: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT template, created_at, deleted_at, deleted_reason, metadata,"
+                              " language_info FROM sandboxes WHERE id = ? AND tenant = ?",
+                              (sandbox_id, tenant)).fetchone()
         if row is None:
             return None
-        template, created_at, deleted_at, metadata, language_info = row
+        template, created_at, deleted_at, deleted_reason, metadata, language_info = row
         cells = self.db.execute("SELECT position, code, execution_count, status, started_at, "
                                 "finished_at, outputs, notes FROM cells WHERE sandbox_id = ? "
                                 "ORDER BY position", (sandbox_id,)).fetchall()
         sandcell = {"sandbox_id": sandbox_id, "template": template, "created_at": iso(created_at),
                     "deleted_at": iso(deleted_at) if deleted_at else None,
+                    "deleted_reason": deleted_reason,
                     "metadata": json.loads(metadata)}
         return notebook_document([_cell(*cell) for cell in cells], template,
                                  json.loads(language_info), sandcell)
@@ -268,6 +330,34 @@ class HistoryStore:
             await self._run(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION`, one transaction per step."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(f"the store was written by a newer Sandcell (schema {version}, "
+                                f"this one knows {SCHEMA_VERSION}); upgrade Sandcell")
+    for step in range(version, SCHEMA_VERSION):
+        db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;")
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxRecord))
+RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+JSON_FIELDS = frozenset({"metadata", "env", "language_info"})
+
+
+def _row(record: SandboxRecord) -> tuple[Any, ...]:
+    return tuple(json.dumps(getattr(record, name)) if name in JSON_FIELDS
+                 else getattr(record, name) for name in RECORD_FIELDS)
+
+
+def _record(row: tuple[Any, ...]) -> SandboxRecord:
+    """A row back into a record; a row migrated from version 1 has NULLs where it knew less."""
+    values = {name: json.loads(value) if name in JSON_FIELDS else value
+              for name, value in zip(RECORD_FIELDS, row)}
+    values = {name: value for name, value in values.items() if value is not None}
+    return SandboxRecord(**values)
 
 
 def _cell(position: int, code: str, execution_count: int | None, status: str | None,

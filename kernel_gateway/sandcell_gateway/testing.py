@@ -1,4 +1,5 @@
-"""Run a real gateway in a subprocess on a free port: for tests, benchmarks and notebooks.
+"""Run a real gateway in a subprocess on a free port: for tests, benchmarks and notebooks;
+cut it off from Docker and reconnect it with a :class:`SocketProxy`.
 
 Example::
 
@@ -13,8 +14,10 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,11 +64,14 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
+        """Start (or, after :meth:`kill`, restart) the gateway: same id, token, store."""
+        for stale in self.runtime_dir.glob("gateway-*.json"):  # a killed run's announcement
+            stale.unlink()
         # XDG_DATA_HOME: the history store goes under workdir, not the user's home
         env = {**os.environ, "SANDCELL_TOKEN": self.token,
                "SANDCELL_RUNTIME_DIR": str(self.runtime_dir),
                "XDG_DATA_HOME": str(self.workdir / "data")}
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # a restart appends: both runs stay readable
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "sandcell_gateway.cli", "serve", "--port", "0",
                  "--config", str(self.config_path), "--no-build"],
@@ -87,6 +93,12 @@ class GatewayProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL, a crash: no shutdown code runs, containers and store stay as they were."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=60)
 
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.url}/api/v1/health", timeout=10).json())
@@ -113,6 +125,11 @@ class GatewayProcess:
         finally:
             client.close()
 
+    def container_of(self, sandbox_id: str) -> dict[str, Any] | None:
+        """The list summary of the container behind one of this gateway's sandboxes."""
+        found = [c for c in self.containers() if c["Labels"]["org.sandcell.sandbox"] == sandbox_id]
+        return found[0] if found else None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -122,3 +139,72 @@ class GatewayProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class SocketProxy:
+    """Forwards a Unix socket to Docker's, so a test can cut Docker off and bring it back.
+
+    Point the gateway at it with ``docker_host = "unix://<path>"`` in its config::
+
+        proxy = SocketProxy(Path("/tmp/gw/docker.sock"))
+        proxy.start()
+        proxy.cut()      # Docker is unreachable: refused connections, open ones dropped
+        proxy.restore()  # and reachable again
+    """
+
+    def __init__(self, path: Path, target: str = "/var/run/docker.sock") -> None:
+        self.path = path
+        self.target = target
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # cut(): the listener was shut down
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            with self._lock:
+                self._open |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(src, dst)
+
+    def _close(self, *socks: socket.socket) -> None:
+        for sock in socks:
+            with self._lock:
+                self._open.discard(sock)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def cut(self) -> None:
+        """Stop accepting (the socket file goes away) and drop every open connection."""
+        assert self._listener is not None
+        self._close(self._listener)
+        self.path.unlink()
+        with self._lock:
+            open_now = list(self._open)
+        self._close(*open_now)
+
+    restore = start

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from .errors import BadRequest
+
+# The longest time to live or timeout a request may ask for (30 days): beyond it a date no
+# longer fits the platform's time_t, and nobody means it.
+MAX_SECONDS = 30 * 86400
+
+# An environment variable name a process can set: POSIX's portable spelling.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# An environment variable value: anything but NUL, which ends a C string.
+ENV_VALUE = re.compile(r"[^\x00]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,18 +27,16 @@ class Field:
     required: bool = False
     nullable: bool = False
     minimum: float | None = None
+    maximum: float | None = None
     items: type | None = None  # for dict fields: the type of every key and value
+    key_pattern: re.Pattern[str] | None = None  # for dict fields: every key must match it
+    value_pattern: re.Pattern[str] | None = None  # for dict fields: every value must match it
 
 
 def parse_body(raw: bytes, fields: dict[str, Field]) -> dict[str, Any]:
     """Decode ``raw`` and check it against ``fields``; raise :class:`BadRequest` saying what
     to change."""
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object", code="invalid_json")
+    body = decode_object(raw)
     unknown = sorted(set(body) - set(fields))
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}; "
@@ -36,6 +44,25 @@ def parse_body(raw: bytes, fields: dict[str, Field]) -> dict[str, Any]:
     for name, field in fields.items():
         _check(name, body, field)
     return body
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object (empty means ``{}``), else :class:`BadRequest` ``invalid_json``.
+
+    Python's ``json`` accepts ``NaN`` and ``Infinity``; JSON does not, and a NaN time to live
+    would never expire, so they are refused here.
+    """
+    try:
+        body = json.loads(raw or b"{}", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check(name: str, body: dict[str, Any], field: Field) -> None:
@@ -50,10 +77,23 @@ def _check(name: str, body: dict[str, Any], field: Field) -> None:
         raise BadRequest(f"field {name!r} must be {_describe(field.types)}, got {_json_type(value)}")
     if field.minimum is not None and value < field.minimum:
         raise BadRequest(f"field {name!r} must be at least {field.minimum:g}")
+    if field.maximum is not None and value > field.maximum:
+        raise BadRequest(f"field {name!r} must be at most {field.maximum:g}")
     if field.items is not None and not all(_is(k, field.items) and _is(v, field.items)
                                            for k, v in value.items()):
         raise BadRequest(f"field {name!r} must map {_describe(field.items)} to "
                          f"{_describe(field.items)}")
+    if field.key_pattern is not None:
+        _check_pattern(name, "key", list(value), field.key_pattern)
+    if field.value_pattern is not None:
+        _check_pattern(name, "value of", list(value.values()), field.value_pattern)
+
+
+def _check_pattern(name: str, what: str, texts: list[str], pattern: re.Pattern[str]) -> None:
+    bad = [text for text in texts if not pattern.fullmatch(text)]
+    if bad:
+        raise BadRequest(f"field {name!r} has an invalid {what} {bad[0]!r}: "
+                         f"each must match {pattern.pattern}")
 
 
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:

@@ -12,7 +12,8 @@
     │   ├── NotFoundError             404  not_found
     │   ├── ConflictError             409  sandbox_closed
     │   ├── PayloadTooLargeError      413  body_too_large
-    │   ├── RateLimitError            429  (retry_after from the Retry-After header)
+    │   ├── RateLimitError            429  rate_limited, tenant_sandbox_limit,
+    │   │                                  gateway_sandbox_limit (retry_after from Retry-After)
     │   └── InternalServerError       5xx  internal_error
     │       └── ServiceUnavailableError   503  pool_exhausted, backend_unavailable
     ├── ExecutionError                the code raised: the value of Execution.error,
@@ -198,11 +199,17 @@ class PayloadTooLargeError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests; ``retry_after`` says how long to wait, if the gateway said.
+    """429: your tenant's rate or a sandbox cap refused the request, and nothing was done.
 
-    >>> response = httpx.Response(429, headers={"Retry-After": "2.5"})
-    >>> RateLimitError("slow down", response=response).retry_after
-    2.5
+    ``retry_after`` (seconds, from the Retry-After header) says how long to wait; ``code``
+    says which limit: ``rate_limited`` (creations or executions per second),
+    ``tenant_sandbox_limit`` (your sandboxes at once) or ``gateway_sandbox_limit`` (everyone's).
+    The SDK does not retry by itself.
+
+    >>> response = httpx.Response(429, headers={"Retry-After": "2"})
+    >>> err = RateLimitError("slow down", response=response, code="rate_limited")
+    >>> err.retry_after, err._hint()
+    (2.0, 'Retry in 2 s, and pace your calls under the rate.')
     """
 
     def __init__(
@@ -217,9 +224,13 @@ class RateLimitError(APIStatusError):
         super().__init__(message, response=response, code=code, request_id=request_id)
 
     def _hint(self) -> str:
-        if self.retry_after is None:
-            return "Retry later."
-        return f"Retry in {self.retry_after:g} s."
+        when = "later" if self.retry_after is None else f"in {self.retry_after:g} s"
+        if self.code == "tenant_sandbox_limit":
+            return (f"Close sessions you no longer need (client.sessions.list() shows them), "
+                    f"or retry {when}.")
+        if self.code == "gateway_sandbox_limit":
+            return f"The gateway is full for every tenant; retry {when}."
+        return f"Retry {when}, and pace your calls under the rate."
 
 
 class InternalServerError(APIStatusError):

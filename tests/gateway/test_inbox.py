@@ -23,9 +23,9 @@ def test_output_past_the_limit_is_dropped_with_one_marker() -> None:
                       "parent_header": {}})
     messages = _drain(inbox)
     texts = [m["content"].get("text") for m in messages]
-    assert texts[:2] == ["x" * 10, "x" * 10]
-    assert "output truncated after 25 bytes" in texts[2] and messages[2]["content"]["name"] == "stderr"
-    assert messages[3]["msg_type"] == "status" and len(messages) == 4
+    assert texts[:3] == ["x" * 10, "x" * 10, "x" * 5]  # the text that still fits
+    assert "output truncated after 25 bytes" in texts[3] and messages[3]["content"]["name"] == "stderr"
+    assert messages[4]["msg_type"] == "status" and len(messages) == 5
     assert inbox.truncated
 
 
@@ -38,3 +38,10 @@ def test_rich_output_counts_and_no_limit_keeps_everything() -> None:
     for _ in range(100):
         unlimited.put_nowait(_stream("y" * 1000))
     assert len(_drain(unlimited)) == 100 and not unlimited.truncated
+
+
+def test_one_huge_stream_message_keeps_its_first_limit_bytes() -> None:
+    inbox = Inbox(limit=100)
+    inbox.put_nowait(_stream("y" * 10_000))  # one batched flush of a print loop
+    texts = [m["content"]["text"] for m in _drain(inbox)]
+    assert texts[0] == "y" * 100 and "truncated" in texts[1] and len(texts) == 2

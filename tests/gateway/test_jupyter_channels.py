@@ -101,10 +101,30 @@ def test_client_json_and_legacy_binary() -> None:
     json.dumps({"channel": "hb", **message()}),
     json.dumps([1, 2]),
     "not json",
+    json.dumps({"channel": ["shell"], **message()}),  # unhashable channel
+    json.dumps({**message(), "header": {"msg_id": "m1"}}),  # no msg_type
+    json.dumps({**message(), "buffers": ["aGk="]}),  # buffers inside the JSON
+    json.dumps({**message(), "buffers": 5}),
+    "[" * 100_000,  # nested past the recursion limit
+    b"\x00\x00\x00\x01\x00\x00\x00\x08[1]",  # legacy binary: JSON part not an object
+    b"\x00\x00\x00\x03\x00\x00\x00\x10\x00\x00\x00\x08",  # offsets out of order
+    b"\xff\xff\xff\xff",  # legacy binary: absurd offset count, truncated
 ])
-def test_client_messages_we_cannot_send_are_refused(data: str) -> None:
-    with pytest.raises(ValueError):
+def test_client_messages_we_cannot_send_are_refused(data: str | bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
         client_to_kernel(data, None)
+
+
+@pytest.mark.parametrize("frame", [
+    b"\x00" * 7,
+    (3).to_bytes(8, "little") + (8 * 4).to_bytes(8, "little") * 3 + b"xx",  # offsets past end
+    (1 << 60).to_bytes(8, "little") + b"\x00" * 16,
+    encode_v1("iopub", [pack(message()["header"]), b"{}", b"{}", b"{}"]),
+    encode_v1("shell", [b"\xff", b"{}", b"{}", b"{}"]),  # header not UTF-8
+])
+def test_bad_v1_frames_are_refused(frame: bytes) -> None:
+    with pytest.raises(ValueError):
+        client_to_kernel(frame, V1_PROTOCOL)
 
 
 def test_a_message_without_channel_goes_to_shell() -> None:

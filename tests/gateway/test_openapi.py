@@ -29,3 +29,21 @@ def test_every_operation_has_a_handler_method() -> None:
             assert method.upper() in handlers[path].SUPPORTED_METHODS
             assert getattr(handlers[path], method) is not getattr(
                 handlers[path].__mro__[-2], method, None), f"{method} {path} not implemented"
+
+
+def test_document_lists_the_gateways_templates_and_plugins() -> None:
+    doc = openapi_document(templates=["python", "tiny"], plugins=["add_numbers"])
+    create = doc["components"]["schemas"]["CreateSandbox"]["properties"]["template"]
+    assert create["enum"] == ["python", "tiny"]
+    invoke = doc["paths"]["/api/v1/plugins/{name}/invoke"]["post"]["parameters"][0]
+    assert invoke["schema"]["enum"] == ["add_numbers"]
+    assert "enum" not in openapi_document()["components"]["schemas"]["CreateSandbox"][
+        "properties"]["template"]  # the module-level schemas stay untouched
+
+
+def test_rate_limited_operations_document_429_with_retry_after() -> None:
+    paths = openapi_document()["paths"]
+    for path in ["/api/v1/sandboxes", "/api/v1/sandboxes/{sandbox_id}/execute",
+                 "/api/v1/plugins/{name}/invoke", "/api/v1/calculate/{operation}"]:
+        response = paths[path]["post"]["responses"]["429"]
+        assert response["headers"]["Retry-After"]["schema"]["minimum"] == 1, path

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from sandcell_gateway.config import TemplateConfig
-from sandcell_gateway.errors import ServiceUnavailable
+from sandcell_gateway.errors import BackendUnavailable, ServiceUnavailable
 from sandcell_gateway.pool import WarmPool
 
 pytestmark = pytest.mark.anyio
@@ -43,9 +43,11 @@ async def until(predicate, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)  # poll the condition
 
 
-def make_pool(launcher: FakeLauncher, min_ready: int = 2, max_total: int = 4) -> WarmPool:
+def make_pool(launcher: FakeLauncher, min_ready: int = 2, max_total: int = 4,
+              refill_delay: float = 0.0) -> WarmPool:
     template = TemplateConfig("python", min_ready=min_ready, max_total=max_total)
-    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy)  # type: ignore[arg-type]
+    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy,  # type: ignore[arg-type]
+                    refill_delay=refill_delay)
     pool.start()
     return pool
 
@@ -143,4 +145,67 @@ async def test_give_back_serves_a_waiting_claim_first() -> None:
     assert not waiter.done()
     pool.give_back(first)
     assert await waiter is first and len(launcher.launched) == 1
+    await pool.close()
+
+
+async def test_refill_waits_refill_delay_while_the_pool_still_has_a_sandbox() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, refill_delay=0.3)
+    await until(lambda: pool.stats()["ready"] == 2)  # an empty pool fills at once
+    await pool.claim(timeout=1)
+    for _ in range(20):
+        await asyncio.sleep(0)  # let the refill task run as far as it will before the delay
+    assert len(launcher.launched) == 2 and pool.stats()["ready"] == 1
+    await until(lambda: pool.stats()["ready"] == 2)  # ... and after it
+    assert len(launcher.launched) == 3
+
+
+async def test_refill_skips_the_delay_when_the_pool_runs_dry() -> None:
+    launcher = FakeLauncher()
+    pool = make_pool(launcher, min_ready=1, refill_delay=60)
+    await until(lambda: pool.stats()["ready"] == 1)
+    await pool.claim(timeout=1)
+    second = await pool.claim(timeout=5)  # waits: must not sit out the 60 s delay
+    assert second.id == launcher.launched[-1]
+
+
+class FailingLauncher(FakeLauncher):
+    """Fails (as an unreachable Docker does) until ``fixed`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+        self.fixed = False
+
+    async def launch(self, template: TemplateConfig, sandbox_id: str) -> FakeSandbox:
+        self.attempts += 1
+        if not self.fixed:
+            raise BackendUnavailable("Docker is unreachable")
+        return await super().launch(template, sandbox_id)
+
+
+async def test_failed_starts_back_off_and_retry_now_ends_the_backoff() -> None:
+    launcher = FailingLauncher()
+    pool = make_pool(launcher, min_ready=1)
+    await until(lambda: pool.stats()["failed_starts"] == 2)  # the 1 s backoff, then a retry
+    assert launcher.attempts == 2  # now in a 2 s backoff: no attempt in between
+    assert "unreachable" in str(pool.stats()["last_error"])
+    launcher.fixed = True
+    pool.retry_now()
+    await until(lambda: pool.stats()["ready"] == 1, timeout=1.0)  # not after the 2 s backoff
+    assert pool.stats()["failed_starts"] == 0 and pool.stats()["last_error"] is None
+    await pool.close()
+
+
+async def test_adopted_sandboxes_count_against_max_total() -> None:
+    launcher = FakeLauncher()
+    template = TemplateConfig("python", min_ready=2, max_total=3)
+    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy)  # type: ignore[arg-type]
+    for name in ("a", "b"):
+        pool.adopt(FakeSandbox(name))  # type: ignore[arg-type]
+    pool.start()
+    await until(lambda: pool.stats()["ready"] == 1)
+    assert pool.stats()["claimed"] == 2 and len(launcher.launched) == 1  # 2 + 1 = max_total
+    await pool.release(FakeSandbox("a"))  # type: ignore[arg-type]
+    await until(lambda: pool.stats()["ready"] == 2)
     await pool.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +13,13 @@ from typing import Any
 import nbformat
 import pytest
 
-from sandcell_gateway.config import load_config
+from sandcell_gateway.config import TenantConfig, load_config
 from sandcell_gateway.errors import KernelDied, NotFound
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway import store as store_module
-from sandcell_gateway.store import CellRecorder, HistoryStore
+from sandcell_gateway.store import (SCHEMA_VERSION, CellRecorder, HistoryStore, SandboxRecord,
+                                    StoreVersionError)
+from sandcell_gateway.tenants import Tenant
 
 SBX = "sbx_0123456789abcdef"
 
@@ -79,8 +84,9 @@ async def test_history_round_trips_as_a_valid_notebook(tmp_path: Path) -> None:
     store = HistoryStore(tmp_path / "h" / "history.sqlite3")
     await store.open()
     try:
-        await store.add_sandbox(SBX, "python", {"owner": "me"},
-                                {"name": "python", "version": "3.11.2"})
+        await store.add_sandbox(SandboxRecord(SBX, "python", metadata={"owner": "me"},
+                                              language_info={"name": "python",
+                                                             "version": "3.11.2"}))
         await store.add_cell(SBX, record("1+1", ev("execute_result", data={"text/plain": "2"},
                                                    metadata={}, execution_count=1),
                                          ev("execute_reply", status="ok",
@@ -88,8 +94,8 @@ async def test_history_round_trips_as_a_valid_notebook(tmp_path: Path) -> None:
         await store.add_cell(SBX, record("1/0", ev("error", ename="ZeroDivisionError",
                                                    evalue="division by zero",
                                                    traceback=["..."])).finish())
-        notebook = await store.notebook(SBX)
-        assert await store.notebook("sbx_ffffffffffffffff") is None
+        notebook = await store.notebook(SBX, "default")
+        assert await store.notebook("sbx_ffffffffffffffff", "default") is None
     finally:
         await store.close()
     assert notebook is not None
@@ -110,13 +116,13 @@ async def test_history_of_deleted_sandboxes_is_purged_after_retention(tmp_path: 
     store = HistoryStore(tmp_path / "history.sqlite3")
     await store.open()
     try:
-        await store.add_sandbox(SBX, "python", {}, {})
+        await store.add_sandbox(SandboxRecord(SBX, "python"))
         await store.add_cell(SBX, record("1").finish())
         assert await store.purge(deleted_before=1e12) == 0  # still live: kept
         await store.mark_deleted(SBX)
-        assert await store.notebook(SBX) is not None  # deleted, within retention
+        assert await store.notebook(SBX, "default") is not None  # deleted, within retention
         assert await store.purge(deleted_before=1e12) == 1
-        assert await store.notebook(SBX) is None
+        assert await store.notebook(SBX, "default") is None
     finally:
         await store.close()
 
@@ -129,14 +135,21 @@ def test_store_path_defaults_under_xdg_data_home(monkeypatch: pytest.MonkeyPatch
     assert load_config(store_path="/x/h.db").store_path == Path("/x/h.db")
 
 
+DEFAULT = Tenant.from_config(TenantConfig("default"))
+
+
 class FakeSandbox:
     """Just enough of a Sandbox for the service's execute path."""
 
     id = SBX
     template = "python"
+    tenant = "default"
 
     def __init__(self, alive: bool = True) -> None:
         self.alive = alive
+
+    def touch(self) -> None:
+        """Activity is noted; the culling tests (test_culling.py) check what it means."""
 
     async def execute(self, code: str, timeout: float | None = None
                       ) -> AsyncIterator[dict[str, Any]]:
@@ -152,16 +165,99 @@ async def test_service_records_executions_but_not_refused_ones(tmp_path: Path) -
     service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3"), backend=None)  # type: ignore[arg-type]
     await service.store.open()
     try:
-        await service.store.add_sandbox(SBX, "python", {}, {})
+        await service.store.add_sandbox(SandboxRecord(SBX, "python"))
         service._sandboxes[SBX] = FakeSandbox()  # type: ignore[assignment]
-        assert [e["seq"] async for e in service.execute(SBX, "hi", None)] == [0, 1]
+        assert [e["seq"] async for e in service.execute(SBX, DEFAULT, "hi", None)] == [0, 1]
         service._sandboxes[SBX] = FakeSandbox(alive=False)  # type: ignore[assignment]
         with pytest.raises(KernelDied):
-            async for _ in service.execute(SBX, "refused", None):
+            async for _ in service.execute(SBX, DEFAULT, "refused", None):
                 pass
-        notebook = await service.notebook(SBX)
+        notebook = await service.notebook(SBX, DEFAULT)
         with pytest.raises(NotFound):
-            await service.notebook("sbx_ffffffffffffffff")
+            await service.notebook("sbx_ffffffffffffffff", DEFAULT)
     finally:
         await service.store.close()
     assert [(c["source"], c["outputs"][0]["text"]) for c in notebook["cells"]] == [("hi", "hi")]
+
+
+# The schema as the first release wrote it (no user_version): a user's store file looks so.
+V1_SCHEMA = """
+CREATE TABLE sandboxes (id TEXT PRIMARY KEY, template TEXT NOT NULL, created_at REAL NOT NULL,
+    deleted_at REAL, metadata TEXT NOT NULL, language_info TEXT NOT NULL);
+CREATE TABLE cells (sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, code TEXT NOT NULL, execution_count INTEGER, status TEXT,
+    started_at REAL NOT NULL, finished_at REAL NOT NULL, outputs TEXT NOT NULL,
+    notes TEXT NOT NULL, PRIMARY KEY (sandbox_id, position));
+"""
+OTHER = "sbx_fedcba9876543210"
+
+
+def old_store(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO sandboxes VALUES (?, 'python', 10.0, NULL, '{\"a\": \"b\"}', '{}')",
+               (SBX,))
+    db.execute("INSERT INTO sandboxes VALUES (?, 'python', 10.0, 20.0, '{}', '{}')", (OTHER,))
+    db.execute("INSERT INTO cells VALUES (?, 0, 'x = 1', 1, 'ok', 11.0, 12.0, '[]', '{}')", (SBX,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.anyio
+async def test_a_store_from_the_first_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old_store(path)
+    store = HistoryStore(path)
+    await store.open()
+    try:
+        live = await store.live_sandboxes()
+        notebook = await store.notebook(SBX, "default")
+        await store.add_sandbox(SandboxRecord("sbx_1111111111111111", "python"))
+    finally:
+        await store.close()
+    # the old live row comes back with the new fields' defaults: no container to adopt
+    assert live == [SandboxRecord(SBX, "python", created_at=10.0, metadata={"a": "b"})]
+    assert live[0].container_id == "" and live[0].instance_id == SBX
+    assert notebook is not None and [c["source"] for c in notebook["cells"]] == ["x = 1"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+    store = HistoryStore(path)  # opening again is a no-op, not a second ALTER TABLE
+    await store.open()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_store_from_a_newer_sandcell_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    store = HistoryStore(path)
+    with pytest.raises(StoreVersionError, match="newer Sandcell"):
+        await store.open()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_session_records_round_trip_restart_and_delete(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "s.sqlite3")
+    await store.open()
+    record = SandboxRecord(SBX, "python", container_id="c1", tenant="acme", created_at=5.0,
+                           expires_at=65.0, metadata={"m": "1"}, env={"E": "2"},
+                           language_info={"name": "python"})
+    try:
+        await store.add_sandbox(record)
+        assert await store.live_sandboxes() == [record]
+        await store.update_container(SBX, OTHER, "c2", {"name": "python", "version": "3"})
+        restarted = dataclasses.replace(record, instance_id=OTHER, container_id="c2",
+                                        language_info={"name": "python", "version": "3"})
+        assert await store.live_sandboxes() == [restarted]
+        await store.mark_deleted(SBX, "expired")
+        assert await store.live_sandboxes() == []
+        notebook = await store.notebook(SBX, "acme")
+        assert await store.notebook(SBX, "default") is None  # only its owner reads it
+    finally:
+        await store.close()
+    assert notebook is not None and notebook["metadata"]["sandcell"]["deleted_reason"] == "expired"
+    assert json.dumps(notebook)  # still a plain JSON document

@@ -24,6 +24,11 @@ def test_empty_body_is_an_empty_object() -> None:
     (b'{"timeout": true}', "invalid_request", "got a boolean"),
     (b'{"timeout": 0}', "invalid_request", "at least 1"),
     (b'{"env": {"A": 1}}', "invalid_request", "must map a string"),
+    (b'{"env": {"A=B": "1"}}', "invalid_request", "invalid key 'A=B'"),
+    (b'{"env": {"": "1"}}', "invalid_request", "invalid key ''"),
+    (b'{"env": {"1A": "1"}}', "invalid_request", "invalid key '1A'"),
+    (b'{"env": {"A\\n": "1"}}', "invalid_request", "invalid key 'A\\n'"),
+    (b'{"env": {"A": "x\\u0000y"}}', "invalid_request", "invalid value of 'x\\x00y'"),
     (b'\xff', "invalid_json", "not valid JSON"),
 ])
 def test_rejects_bad_create_bodies(raw: bytes, code: str, words: str) -> None:

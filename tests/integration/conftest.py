@@ -30,6 +30,7 @@ TEST_CONFIG = """
 gateway_id = "{gateway_id}"
 sandbox_ttl = 600
 claim_timeout = 60
+websocket_max_message_size = 2097152
 
 [templates.python]
 min_ready = 2

@@ -61,4 +61,4 @@ def test_container_settings(client: sandcell.Client, gateway: Gateway) -> None:
     assert not host.get("PortBindings") and not host.get("Privileged")
     assert all(not b.startswith("/var/run/docker.sock") for b in host.get("Binds") or [])
     assert labels["org.sandcell.template"] == "python"
-    assert labels["org.sandcell.tenant"] == "default"
+    assert labels["org.sandcell.sandbox"].startswith("sbx_")  # the owner lives in the store

@@ -200,6 +200,24 @@ async def test_websocket_executes_code(gateway: GatewayProcess, kernel: dict[str
 
 
 @pytest.mark.anyio
+async def test_only_valid_kernel_variables_reach_the_kernel(gateway: GatewayProcess) -> None:
+    """As Kernel Gateway: ``KERNEL_*`` are applied, the rest of Jupyter Server's env dropped."""
+    env = {"KERNEL_USERNAME": "ada", "KERNEL_A=B": "x", "KERNEL_NUL": "a\x00b", "PATH": "/evil"}
+    with gateway.http() as http:
+        response = http.post("/api/kernels", json={"name": "python", "env": env})
+        assert response.status_code == 201, response.text
+        kernel_id = response.json()["id"]
+        try:
+            async with websocket(ws_url(gateway, kernel_id)) as ws:
+                stdout, _ = await run(ws, "import os\nprint(sorted(k for k in os.environ "
+                                          "if k.startswith('KERNEL_')), os.environ['PATH'])")
+        finally:
+            http.delete(f"/api/kernels/{kernel_id}")
+    assert stdout.startswith("['KERNEL_USERNAME'] ")
+    assert "/evil" not in stdout
+
+
+@pytest.mark.anyio
 async def test_stdin_answers_input(gateway: GatewayProcess, kernel: dict[str, Any]) -> None:
     msg = request("print('hello', input('name? '))")
     msg["content"]["allow_stdin"] = True

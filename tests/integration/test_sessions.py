@@ -109,6 +109,13 @@ def test_state_persists_in_a_session_and_never_leaks(client: sandcell.Client) ->
         assert second.execute("import os; os.path.exists('/tmp/mark')").text == "False"
 
 
+def test_a_fresh_sandbox_shows_no_trace_of_its_warm_up(client: sandcell.Client) -> None:
+    """The kernel ran one cell before it counted as ready; the user must not see it."""
+    with client.sessions.create() as session:
+        ex = session.execute("print(repr(_), dict(Out), [c for c in In[:-1] if c])")
+    assert ex.stdout == "'' {} []\n" and ex.execution_count == 1
+
+
 def test_env_and_metadata_applied(client: sandcell.Client) -> None:
     with client.sessions.create(env={"GREETING": "hi"}, metadata={"owner": "test"}) as session:
         assert session.execute("import os; os.environ['GREETING']").text == "'hi'"

@@ -10,8 +10,8 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 
 from ..base import BaseHandler
-from ..errors import BadRequest, NotFound
-from ..validation import Field
+from ..errors import NotFound
+from ..validation import MAX_SECONDS, Field, decode_object
 from .registry import InvalidInput
 from .service import PluginService
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 INVOKE_FIELDS = {
     "input": Field(dict, required=True),
-    "timeout": Field((int, float), minimum=0.001, nullable=True),
+    "timeout": Field((int, float), minimum=0.001, maximum=MAX_SECONDS, nullable=True),
 }
 # The original platform's calculator: each operation is a plugin.
 CALCULATOR = {"add": "add_numbers", "multiply": "multiply_numbers", "subtract": "subtract_numbers"}
@@ -62,7 +62,8 @@ class InvokeHandler(PluginBaseHandler):
 
     async def post(self, name: str) -> None:
         body = self.body(INVOKE_FIELDS)
-        invocation = await self.plugins.open(name, body["input"], body.get("timeout"))
+        invocation = await self.plugins.open(name, body["input"], body.get("timeout"),
+                                             tenant=self.tenant)
         events = invocation.events()
         self._task = asyncio.current_task()
         self.set_header("Content-Type", "application/x-ndjson")
@@ -97,14 +98,9 @@ class CalculateHandler(PluginBaseHandler):
         if plugin not in self.plugins.registry:
             raise NotFound(f"calculator operation {operation!r} needs the plugin {plugin!r}, "
                            "which is not registered on this gateway", code="plugin_unavailable")
-        self.write_json(await self.plugins.invoke(plugin, self._operands()))
-
-    def _operands(self) -> Any:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from exc
-        return body
+        # the plugin's input schema checks the operands (and refuses unknown fields)
+        operands = decode_object(self.raw_body())
+        self.write_json(await self.plugins.invoke(plugin, operands, tenant=self.tenant))
 
 
 _NAME = r"([^/]+)"

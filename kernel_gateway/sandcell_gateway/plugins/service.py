@@ -34,6 +34,7 @@ from ..backend import DockerBackend
 from ..config import GatewayConfig, TemplateConfig
 from ..errors import GatewayError, ServiceUnavailable
 from ..pool import WarmPool
+from ..tenants import Tenant
 from .registry import PluginManifest, PluginRegistry
 from .workers import Worker, WorkerLauncher
 
@@ -187,6 +188,11 @@ class PluginService:
                 log.warning("plugin %s: image %s is missing; build it with `sandcell images "
                             "build` and restart the gateway", name, pool.template.image)
 
+    def retry_pools(self) -> None:
+        """End the pools' backoff (Docker answers again after an outage)."""
+        for pool in self.pools.values():
+            pool.retry_now()
+
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(manifest.name) for manifest in self.registry.list()]
 
@@ -194,10 +200,14 @@ class PluginService:
         manifest = self.registry.get(name)
         return manifest.describe() | {"pool": self.pools[name].stats()}
 
-    async def open(self, name: str, inputs: Any, timeout: float | None = None) -> Invocation:
-        """Validate ``inputs`` (before any worker is touched), then claim a warm worker."""
+    async def open(self, name: str, inputs: Any, timeout: float | None = None, *,
+                   tenant: Tenant | None = None) -> Invocation:
+        """Validate ``inputs`` (before any worker is touched), spend one of the ``tenant``'s
+        executions (429 past its execute rate), then claim a warm worker."""
         manifest = self.registry.get(name)
         manifest.validate_input(inputs)
+        if tenant is not None:
+            tenant.admit_execute()
         if name in self.missing_images:
             raise ServiceUnavailable(f"plugin {name}: its worker image {self.missing_images[name]} "
                                      "is missing; build it with `sandcell images build` and "
@@ -210,9 +220,10 @@ class PluginService:
         limits = [self.config.plugins.invoke_timeout, manifest.timeout, requested]
         return min(limit for limit in limits if limit is not None)
 
-    async def invoke(self, name: str, inputs: Any, timeout: float | None = None) -> dict[str, Any]:
+    async def invoke(self, name: str, inputs: Any, timeout: float | None = None, *,
+                     tenant: Tenant | None = None) -> dict[str, Any]:
         """Run to the end and return the output; raise :class:`PluginFailed` on failure."""
-        invocation = await self.open(name, inputs, timeout)
+        invocation = await self.open(name, inputs, timeout, tenant=tenant)
         events = invocation.events()
         try:
             async for event in events:

@@ -112,8 +112,7 @@ class WorkerLauncher:
         # ``sandbox`` too: every container of a gateway carries one (tools and tests key on
         # it); the sandbox service ignores ids that are not its own.
         labels = {**self.backend.labels, LABEL_PREFIX + "plugin": manifest.name,
-                  LABEL_PREFIX + "worker": worker_id, LABEL_PREFIX + "sandbox": worker_id,
-                  LABEL_PREFIX + "tenant": "default"}
+                  LABEL_PREFIX + "worker": worker_id, LABEL_PREFIX + "sandbox": worker_id}
         options = run_options(template, self._uid)
         options["environment"] = {"HOME": options["environment"]["HOME"],
                                   "SANDCELL_PPP_SOCKET": f"/conn/{SOCKET_NAME}"}

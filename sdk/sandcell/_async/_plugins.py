@@ -7,7 +7,7 @@ Edit ``sdk/sandcell/_async/_plugins.py``; ``scripts/unasync.py`` writes its sync
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,6 +25,7 @@ from .._plugin_models import (
     parse_plugin_event,
     plugin_path,
 )
+from ._lines import AsyncResponseLines
 
 if TYPE_CHECKING:
     from ._client import AsyncGatewayAPI
@@ -48,12 +49,8 @@ class AsyncPluginInvocation:
     """
 
     def __init__(self, api: AsyncGatewayAPI, plugin: str, request: httpx.Request) -> None:
-        self._api = api
         self._plugin = plugin
-        self._request = request
-        self._response: httpx.Response | None = None
-        self._lines: AsyncIterator[str] | None = None
-        self._finished = False
+        self._lines = AsyncResponseLines(api, request)
         self.events: list[PluginEvent] = []
 
     @property
@@ -75,16 +72,14 @@ class AsyncPluginInvocation:
 
     async def close(self) -> None:
         """Stop reading and close the connection (an unfinished invocation is cancelled)."""
-        self._finished = True
-        if self._response is not None:
-            await self._response.aclose()
+        await self._lines.close()
 
     def __aiter__(self) -> AsyncPluginInvocation:
         return self
 
     async def __anext__(self) -> PluginEvent:
-        while not self._finished:
-            line = await self._next_line()
+        while not self._lines.finished:
+            line = await self._lines.next()
             event = parse_plugin_event(line) if line is not None else None
             if event is not None:
                 self.events.append(event)
@@ -92,26 +87,11 @@ class AsyncPluginInvocation:
         raise StopAsyncIteration
 
     async def __aenter__(self) -> AsyncPluginInvocation:
-        await self._open()
+        await self._lines.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    async def _open(self) -> AsyncIterator[str]:
-        if self._lines is None:
-            self._response = await self._api.send_stream(self._request)
-            self._lines = self._response.aiter_lines()
-        return self._lines
-
-    async def _next_line(self) -> str | None:
-        lines = await self._open()
-        with self._api.errors():
-            try:
-                return await lines.__anext__()
-            except StopAsyncIteration:
-                await self.close()
-                return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._plugin} events={len(self.events)}>"

@@ -7,7 +7,7 @@ Edit ``sdk/sandcell/_async/_session.py``; ``scripts/unasync.py`` writes its sync
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,6 +16,7 @@ from .._core import execute_body, json_object, sandbox_path, save_notebook
 from .._exceptions import ExecutionError, NotFoundError
 from .._models import Execution, ExecutionEvent, Result, SandboxInfo
 from .._streaming import Callbacks, ExecutionAccumulator, parse_event
+from ._lines import AsyncResponseLines
 
 if TYPE_CHECKING:
     from ._client import AsyncGatewayAPI
@@ -41,12 +42,8 @@ class AsyncExecutionStream:
     """
 
     def __init__(self, api: AsyncGatewayAPI, request: httpx.Request) -> None:
-        self._api = api
-        self._request = request
-        self._response: httpx.Response | None = None
-        self._lines: AsyncIterator[str] | None = None
+        self._lines = AsyncResponseLines(api, request)
         self._accumulator = ExecutionAccumulator()
-        self._finished = False
 
     @property
     def execution(self) -> Execution:
@@ -56,7 +53,7 @@ class AsyncExecutionStream:
     @property
     def response(self) -> httpx.Response | None:
         """The HTTP response, once the request was sent."""
-        return self._response
+        return self._lines.response
 
     async def result(self) -> Execution:
         """Read the rest of the stream and return the finished ``Execution``."""
@@ -67,16 +64,14 @@ class AsyncExecutionStream:
     async def close(self) -> None:
         """Stop reading and release the connection; if the execution is still running, the
         gateway interrupts it (a client that leaves mid-stream cancels its cell)."""
-        self._finished = True
-        if self._response is not None:
-            await self._response.aclose()
+        await self._lines.close()
 
     def __aiter__(self) -> AsyncExecutionStream:
         return self
 
     async def __anext__(self) -> ExecutionEvent:
-        while not self._finished:
-            line = await self._next_line()
+        while not self._lines.finished:
+            line = await self._lines.next()
             event = parse_event(line) if line is not None else None
             if event is not None:
                 self._accumulator.apply(event)
@@ -84,30 +79,15 @@ class AsyncExecutionStream:
         raise StopAsyncIteration
 
     async def __aenter__(self) -> AsyncExecutionStream:
-        await self._open()
+        await self._lines.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _open(self) -> AsyncIterator[str]:
-        if self._lines is None:
-            self._response = await self._api.send_stream(self._request)
-            self._lines = self._response.aiter_lines()
-        return self._lines
-
-    async def _next_line(self) -> str | None:
-        """The next line, or ``None`` (and the stream closed) at its end."""
-        lines = await self._open()
-        with self._api.errors():
-            try:
-                return await lines.__anext__()
-            except StopAsyncIteration:
-                await self.close()
-                return None
-
     def __repr__(self) -> str:
-        state = "finished" if self._finished else "open" if self._lines is not None else "not started"
+        lines = self._lines
+        state = "finished" if lines.finished else "open" if lines.started else "not started"
         return f"<{type(self).__name__} {state} {self.execution!r}>"
 
 

@@ -8,7 +8,7 @@ Edit ``sdk/sandcell/_async/_plugins.py``; ``scripts/unasync.py`` writes its sync
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +26,7 @@ from .._plugin_models import (
     parse_plugin_event,
     plugin_path,
 )
+from ._lines import ResponseLines
 
 if TYPE_CHECKING:
     from ._client import GatewayAPI
@@ -49,12 +50,8 @@ class PluginInvocation:
     """
 
     def __init__(self, api: GatewayAPI, plugin: str, request: httpx.Request) -> None:
-        self._api = api
         self._plugin = plugin
-        self._request = request
-        self._response: httpx.Response | None = None
-        self._lines: Iterator[str] | None = None
-        self._finished = False
+        self._lines = ResponseLines(api, request)
         self.events: list[PluginEvent] = []
 
     @property
@@ -76,16 +73,14 @@ class PluginInvocation:
 
     def close(self) -> None:
         """Stop reading and close the connection (an unfinished invocation is cancelled)."""
-        self._finished = True
-        if self._response is not None:
-            self._response.close()
+        self._lines.close()
 
     def __iter__(self) -> PluginInvocation:
         return self
 
     def __next__(self) -> PluginEvent:
-        while not self._finished:
-            line = self._next_line()
+        while not self._lines.finished:
+            line = self._lines.next()
             event = parse_plugin_event(line) if line is not None else None
             if event is not None:
                 self.events.append(event)
@@ -93,26 +88,11 @@ class PluginInvocation:
         raise StopIteration
 
     def __enter__(self) -> PluginInvocation:
-        self._open()
+        self._lines.open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _open(self) -> Iterator[str]:
-        if self._lines is None:
-            self._response = self._api.send_stream(self._request)
-            self._lines = self._response.iter_lines()
-        return self._lines
-
-    def _next_line(self) -> str | None:
-        lines = self._open()
-        with self._api.errors():
-            try:
-                return lines.__next__()
-            except StopIteration:
-                self.close()
-                return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._plugin} events={len(self.events)}>"

@@ -8,7 +8,7 @@ Edit ``sdk/sandcell/_async/_session.py``; ``scripts/unasync.py`` writes its sync
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -17,6 +17,7 @@ from .._core import execute_body, json_object, sandbox_path, save_notebook
 from .._exceptions import ExecutionError, NotFoundError
 from .._models import Execution, ExecutionEvent, Result, SandboxInfo
 from .._streaming import Callbacks, ExecutionAccumulator, parse_event
+from ._lines import ResponseLines
 
 if TYPE_CHECKING:
     from ._client import GatewayAPI
@@ -42,12 +43,8 @@ class ExecutionStream:
     """
 
     def __init__(self, api: GatewayAPI, request: httpx.Request) -> None:
-        self._api = api
-        self._request = request
-        self._response: httpx.Response | None = None
-        self._lines: Iterator[str] | None = None
+        self._lines = ResponseLines(api, request)
         self._accumulator = ExecutionAccumulator()
-        self._finished = False
 
     @property
     def execution(self) -> Execution:
@@ -57,7 +54,7 @@ class ExecutionStream:
     @property
     def response(self) -> httpx.Response | None:
         """The HTTP response, once the request was sent."""
-        return self._response
+        return self._lines.response
 
     def result(self) -> Execution:
         """Read the rest of the stream and return the finished ``Execution``."""
@@ -68,16 +65,14 @@ class ExecutionStream:
     def close(self) -> None:
         """Stop reading and release the connection; if the execution is still running, the
         gateway interrupts it (a client that leaves mid-stream cancels its cell)."""
-        self._finished = True
-        if self._response is not None:
-            self._response.close()
+        self._lines.close()
 
     def __iter__(self) -> ExecutionStream:
         return self
 
     def __next__(self) -> ExecutionEvent:
-        while not self._finished:
-            line = self._next_line()
+        while not self._lines.finished:
+            line = self._lines.next()
             event = parse_event(line) if line is not None else None
             if event is not None:
                 self._accumulator.apply(event)
@@ -85,30 +80,15 @@ class ExecutionStream:
         raise StopIteration
 
     def __enter__(self) -> ExecutionStream:
-        self._open()
+        self._lines.open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _open(self) -> Iterator[str]:
-        if self._lines is None:
-            self._response = self._api.send_stream(self._request)
-            self._lines = self._response.iter_lines()
-        return self._lines
-
-    def _next_line(self) -> str | None:
-        """The next line, or ``None`` (and the stream closed) at its end."""
-        lines = self._open()
-        with self._api.errors():
-            try:
-                return lines.__next__()
-            except StopIteration:
-                self.close()
-                return None
-
     def __repr__(self) -> str:
-        state = "finished" if self._finished else "open" if self._lines is not None else "not started"
+        lines = self._lines
+        state = "finished" if lines.finished else "open" if lines.started else "not started"
         return f"<{type(self).__name__} {state} {self.execution!r}>"
 
 

@@ -1,0 +1,308 @@
+"""Tenants without HTTP or Docker: config, token hashes, token buckets, caps, and isolation in
+the sandbox service (its pool and sandboxes faked at the boundary)."""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import hashlib
+import io
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandcell_gateway import cli, tenants as tenants_module
+from sandcell_gateway.backend import ContainerHandle
+from sandcell_gateway.config import ConfigError, TenantConfig, load_config
+from sandcell_gateway.errors import NotFound, TooManyRequests
+from sandcell_gateway.service import SandboxService
+from sandcell_gateway.tenants import Tenant, Tenants, TokenBucket, check_caps, hash_token
+
+ALICE_TOKEN, BOB_TOKEN = "alice-secret", "bob-secret"
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(tenants_module).failed == 0
+
+
+def test_hash_token_is_hex_sha256() -> None:
+    assert hash_token(ALICE_TOKEN) == hashlib.sha256(ALICE_TOKEN.encode()).hexdigest()
+
+
+def _config(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "sandcell.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_tenants_come_from_the_file_with_defaults(tmp_path: Path) -> None:
+    config = _config(tmp_path, f'[gateway]\nmax_sandboxes = 9\n'
+                               f'[tenants.alice]\ntoken_sha256 = "{hash_token(ALICE_TOKEN).upper()}"\n'
+                               'max_sandboxes = 2\nexecute_rate = 0.5\n'
+                               '[tenants.default]\ncreate_burst = 3\n')
+    assert config.max_sandboxes == 9
+    alice = config.tenants["alice"]
+    assert alice.token_sha256 == hash_token(ALICE_TOKEN)  # normalised to lower case
+    assert (alice.max_sandboxes, alice.execute_rate) == (2, 0.5)
+    assert alice.create_rate == TenantConfig("x", token_sha256="0" * 64).create_rate
+    assert config.tenants["default"].create_burst == 3
+
+
+def test_without_tenant_tables_there_is_the_default_tenant() -> None:
+    config = load_config()
+    assert list(config.tenants) == ["default"] and config.max_sandboxes == 64
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[tenants.alice]\ntoken_sha256 = "%s"\nmax_sandbox = 1\n' % ("a" * 64),
+     "[tenants.alice]: unknown key(s) max_sandbox"),
+    ("[tenants.alice]\nmax_sandboxes = 1\n", "token_sha256 must be 64 hex digits"),
+    ('[tenants.alice]\ntoken_sha256 = "not-a-hash"\n', "sandcell tenants hash-token"),
+    ('[tenants.default]\ntoken_sha256 = "%s"\n' % ("a" * 64), "remove token_sha256"),
+    ('[tenants.a]\ntoken_sha256 = "%s"\n[tenants.b]\ntoken_sha256 = "%s"\n' % ("a" * 64, "a" * 64),
+     "have the same token_sha256"),
+    ('[tenants.alice]\ntoken_sha256 = "%s"\ncreate_rate = 0\n' % ("a" * 64), "must be > 0"),
+    ('[tenants.alice]\ntoken_sha256 = "%s"\nexecute_burst = 0\n' % ("a" * 64), "execute_burst >= 1"),
+    ('[tenants."bad name"]\ntoken_sha256 = "%s"\n' % ("a" * 64), "a tenant name is"),
+    ("[gateway]\nmax_sandboxes = -1\n", "max_sandboxes must be >= 0"),
+    ("tenants = 3\n", "[tenants] must be a table"),
+])
+def test_bad_tenant_tables_are_clear_errors(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, text)
+    assert words in str(info.value)
+
+
+def _tenants(clock: Any = None, **alice: Any) -> Tenants:
+    configs = {"alice": TenantConfig("alice", token_sha256=hash_token(ALICE_TOKEN), **alice),
+               "bob": TenantConfig("bob", token_sha256=hash_token(BOB_TOKEN))}
+    return Tenants(configs, default_token="default-secret", clock=clock or (lambda: 0.0))
+
+
+def test_a_token_authenticates_to_exactly_its_tenant() -> None:
+    tenants = _tenants()
+    assert tenants.authenticate(ALICE_TOKEN) is tenants["alice"]
+    assert tenants.authenticate(BOB_TOKEN) is tenants["bob"]
+    assert tenants.authenticate("default-secret") is tenants["default"]
+    assert tenants.authenticate(hash_token(ALICE_TOKEN)) is None  # the hash is not the token
+    assert tenants.authenticate("") is None and tenants.authenticate("alice-secre") is None
+
+
+def test_the_default_token_may_not_be_another_tenants() -> None:
+    configs = {"alice": TenantConfig("alice", token_sha256=hash_token("same"))}
+    with pytest.raises(ConfigError, match="SANDCELL_TOKEN is also"):
+        Tenants(configs, default_token="same")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_a_burst_then_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+    assert bucket.take() == pytest.approx(0.5)  # a refusal spends nothing
+    clock.now += 0.25
+    assert bucket.take() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert bucket.take() == 0.0
+    clock.now += 60  # a quiet spell saves up to the burst, no more
+    assert [bucket.take() for _ in range(4)][-1] == pytest.approx(0.5)
+
+
+def test_rate_refusal_is_429_with_whole_seconds_retry_after() -> None:
+    clock = Clock()
+    tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, execute_rate=0.4,
+                                             execute_burst=1), clock)
+    tenant.admit_execute()
+    with pytest.raises(TooManyRequests) as info:
+        tenant.admit_execute()
+    assert info.value.status == 429 and info.value.code == "rate_limited"
+    assert info.value.retry_after == 3  # 2.5 s rounded up
+    assert "execute_rate" in info.value.message and "0.4" in info.value.message
+    clock.now += 2.5
+    tenant.admit_execute()
+
+
+def test_caps_name_the_limit_that_refused() -> None:
+    tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, max_sandboxes=2))
+    check_caps(tenant, owned=1, total=9, gateway_max=10)
+    with pytest.raises(TooManyRequests) as info:
+        check_caps(tenant, owned=2, total=2, gateway_max=10)
+    assert info.value.code == "tenant_sandbox_limit" and "max_sandboxes is 2" in info.value.message
+    with pytest.raises(TooManyRequests) as info:
+        check_caps(tenant, owned=0, total=10, gateway_max=10)
+    assert info.value.code == "gateway_sandbox_limit" and "max_sandboxes is 10" in info.value.message
+    assert info.value.retry_after >= 1
+
+
+def test_cli_hash_token_reads_stdin(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(ALICE_TOKEN + "\n"))
+    assert cli.main(["tenants", "hash-token"]) == 0
+    assert capsys.readouterr().out == f'token_sha256 = "{hash_token(ALICE_TOKEN)}"\n'
+
+
+def test_cli_new_token_prints_a_table_that_loads(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["tenants", "new-token", "carol"]) == 0
+    out = capsys.readouterr().out
+    token = out.splitlines()[1].removeprefix("# ")
+    config = _config(tmp_path, out)
+    assert Tenants(config.tenants, "x").authenticate(token) is not None
+
+
+# --- the service: isolation and limits, with the pool and sandboxes faked ------------------
+
+
+class FakeSandbox:
+    """What ``SandboxService.create``/``delete`` touch on a sandbox."""
+
+    template = "python"
+    language_info: dict[str, Any] = {}
+
+    def __init__(self, number: int) -> None:
+        self.id = f"sbx_{number:016x}"
+        self.tenant = "default"
+        self.env: dict[str, str] = {}
+        self.handle = ContainerHandle(f"c{number}", self.id, "python", Path("/nonexistent"), {})
+        self.last_active = 0.0
+
+    def touch(self) -> None:
+        self.last_active = time.time()
+
+    async def apply_env(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    async def execute(self, code: str, timeout: float | None = None
+                      ) -> AsyncIterator[dict[str, Any]]:
+        yield {"seq": 0, "msg_type": "execute_reply",
+               "content": {"status": "ok", "execution_count": 1}}
+
+
+class FakeBackend:
+    """The Docker boundary: always reachable; removing a container does nothing."""
+
+    reachable = True
+
+    async def remove(self, handle: ContainerHandle) -> None:
+        pass
+
+
+class FakePool:
+    """Hands out numbered fake sandboxes; ``gate`` holds claims until it is set."""
+
+    has_ready = True
+
+    def __init__(self, template: Any) -> None:
+        self.template = template
+        self.claims = self.released = 0
+        self.gate, self.entered = asyncio.Event(), asyncio.Event()
+        self.gate.set()
+
+    async def claim(self, timeout: float) -> FakeSandbox:
+        self.entered.set()
+        await self.gate.wait()
+        self.claims += 1
+        return FakeSandbox(self.claims)
+
+    async def release(self, sandbox: FakeSandbox) -> None:
+        self.released += 1
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> Any:
+    service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3", max_sandboxes=3),
+                             backend=FakeBackend())  # type: ignore[arg-type]
+    service.pools["python"] = FakePool(service.pools["python"].template)  # type: ignore[assignment]
+    await service.store.open()
+    yield service
+    await service.store.close()
+
+
+@pytest.mark.anyio
+async def test_a_tenant_sees_only_its_own_sandboxes(service: SandboxService) -> None:
+    tenants = _tenants()
+    alice, bob = tenants["alice"], tenants["bob"]
+    mine = await service.create(alice)
+    assert mine.tenant == "alice" and service.list(bob) == [] and service.list(alice) == [mine]
+    unknown = "sbx_ffffffffffffffff"
+    for sandbox_id in (mine.id, unknown):
+        with pytest.raises(NotFound) as info:
+            service.get(sandbox_id, bob)
+        assert info.value.message == f"no sandbox {sandbox_id!r}"  # same words either way
+        for call in (service.delete(sandbox_id, bob), service.interrupt(sandbox_id, bob),
+                     service.restart(sandbox_id, bob), service.notebook(sandbox_id, bob)):
+            with pytest.raises(NotFound):
+                await call
+        with pytest.raises(NotFound):
+            service.execute(sandbox_id, bob, "1", None)
+    assert service.get(mine.id, alice) is mine
+    await service.delete(mine.id, alice)
+    with pytest.raises(NotFound):  # its history stays alice's after the delete
+        await service.notebook(mine.id, bob)
+    assert (await service.notebook(mine.id, alice))["metadata"]["sandcell"]["sandbox_id"] == mine.id
+
+
+@pytest.mark.anyio
+async def test_a_refused_create_claims_nothing_and_spends_nothing(service: SandboxService) -> None:
+    alice = _tenants(max_sandboxes=1, create_burst=2)["alice"]
+    pool: Any = service.pools["python"]
+    first = await service.create(alice)
+    with pytest.raises(TooManyRequests) as info:
+        await service.create(alice)
+    assert info.value.code == "tenant_sandbox_limit" and pool.claims == 1
+    await service.delete(first.id, alice)
+    await service.create(alice)  # the refusal spent no create token (burst 2, clock stopped)
+    assert pool.claims == 2
+
+
+@pytest.mark.anyio
+async def test_past_the_create_rate_nothing_is_claimed(service: SandboxService) -> None:
+    alice = _tenants(create_burst=1)["alice"]
+    pool: Any = service.pools["python"]
+    await service.create(alice)
+    with pytest.raises(TooManyRequests) as info:
+        await service.create(alice)
+    assert info.value.code == "rate_limited" and "create_rate" in info.value.message
+    assert pool.claims == 1 and len(service.list(alice)) == 1
+
+
+@pytest.mark.anyio
+async def test_claims_in_flight_count_against_the_caps(service: SandboxService) -> None:
+    tenants = _tenants(max_sandboxes=1)
+    pool: Any = service.pools["python"]
+    pool.gate.clear()
+    waiting = asyncio.ensure_future(service.create(tenants["alice"]))
+    await pool.entered.wait()
+    with pytest.raises(TooManyRequests, match="tenant 'alice' has 1 sandbox"):
+        await service.create(tenants["alice"])
+    pool.gate.set()
+    assert (await waiting).tenant == "alice"
+    await service.create(tenants["bob"])
+    await service.create(tenants["default"])
+    with pytest.raises(TooManyRequests) as info:  # the gateway holds 3 = max_sandboxes
+        await service.create(tenants["bob"])
+    assert info.value.code == "gateway_sandbox_limit" and pool.claims == 3
+
+
+@pytest.mark.anyio
+async def test_executions_spend_the_tenants_execute_rate(service: SandboxService) -> None:
+    tenants = _tenants(execute_burst=1)
+    sandbox = await service.create(tenants["alice"])
+    events = [e async for e in service.execute(sandbox.id, tenants["alice"], "1", None)]
+    assert events[-1]["msg_type"] == "execute_reply"
+    with pytest.raises(TooManyRequests, match="execute_rate"):
+        service.execute(sandbox.id, tenants["alice"], "1", None)
+    notebook = await service.notebook(sandbox.id, tenants["alice"])
+    assert [c["source"] for c in notebook["cells"]] == ["1"]  # the refused one left no cell
