@@ -28,7 +28,7 @@ import tornado.websocket
 from jupyter_client.jsonutil import json_default
 
 from .base import BaseHandler
-from .errors import BadRequest, KernelDied
+from .errors import BadRequest, KernelDied, TooManyRequests
 from .jupyter_bridge import KernelBridge, Message, find_sandbox, jupyter_state, kernel_of
 from .kernel import KernelGone
 
@@ -45,7 +45,15 @@ class ClientMessage(NamedTuple):
 
     channel: str
     parts: list[bytes]
-    msg_id: str
+    header: dict[str, Any]
+
+    @property
+    def msg_id(self) -> str:
+        return str(self.header["msg_id"])
+
+    @property
+    def is_execution(self) -> bool:
+        return self.channel == "shell" and self.header["msg_type"] == "execute_request"
 
 
 def pack(obj: Any) -> bytes:
@@ -136,7 +144,7 @@ def client_to_kernel(data: str | bytes, protocol: str | None) -> ClientMessage:
             or not isinstance(header.get("msg_type"), str):
         raise ValueError("a message needs header (with msg_id and msg_type), parent_header, "
                          "metadata, content")
-    return ClientMessage(channel, parts, str(header["msg_id"]))
+    return ClientMessage(channel, parts, header)
 
 
 def _buffers(buffers: Any) -> list[bytes]:
@@ -148,14 +156,32 @@ def _buffers(buffers: Any) -> list[bytes]:
     return list(buffers)
 
 
-def status_message(state: str) -> Message:
-    """A gateway-made IOPub ``status`` message (e.g. ``dead`` before closing the socket)."""
+def gateway_message(msg_type: str, content: dict[str, Any],
+                    parent: dict[str, Any] | None = None) -> Message:
+    """A message the gateway makes itself, as a kernel would have sent it."""
     msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": "status", "username": "sandcell",
+    header = {"msg_id": msg_id, "msg_type": msg_type, "username": "sandcell",
               "session": "sandcell-gateway", "version": "5.3",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    return {"header": header, "msg_id": msg_id, "msg_type": "status", "parent_header": {},
-            "metadata": {}, "content": {"execution_state": state}, "buffers": []}
+    return {"header": header, "msg_id": msg_id, "msg_type": msg_type,
+            "parent_header": parent or {}, "metadata": {}, "content": content, "buffers": []}
+
+
+def status_message(state: str, parent: dict[str, Any] | None = None) -> Message:
+    """An IOPub ``status`` message (e.g. ``dead`` before closing the socket)."""
+    return gateway_message("status", {"execution_state": state}, parent)
+
+
+def refusal(request: dict[str, Any], ename: str, evalue: str) -> list[tuple[str, Message]]:
+    """What a kernel sends for a cell that fails at once, for a cell the gateway refused: the
+    error shows in the notebook, and clients waiting for the reply and for idle see both."""
+    error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+    return [("iopub", status_message("busy", request)),
+            ("iopub", gateway_message("error", error, request)),
+            ("shell", gateway_message("execute_reply",
+                                      {"status": "error", "execution_count": None, **error},
+                                      request)),
+            ("iopub", status_message("idle", request))]
 
 
 class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
@@ -255,6 +281,13 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             log.warning("kernel %s: ignored a malformed client message: %s", self.sandbox_id, exc)
             return
         self.service.touch(self.sandbox_id)
+        if msg.is_execution:
+            try:
+                self.tenant.admit_execute()  # the same bucket as REST executions
+            except TooManyRequests as exc:
+                for channel, reply in refusal(msg.header, "RateLimitError", exc.message):
+                    self.deliver(channel, reply)
+                return
         try:
             await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
         except (KernelGone, ConnectionError):

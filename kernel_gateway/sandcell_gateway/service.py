@@ -241,8 +241,10 @@ class SandboxService:
     async def restart(self, sandbox_id: str, tenant: Tenant) -> Sandbox:
         """Swap in a fresh warm kernel under the same id (instant, unlike a kernel restart).
 
-        The tenant keeps one sandbox, so caps and rates are not consulted."""
+        The tenant keeps one sandbox, so caps are not consulted; it spends one creation of
+        the tenant's create rate (a warm container is claimed, else 429)."""
         old = self.get(sandbox_id, tenant)
+        tenant.admit_create()
         pool = self.pools[old.template]
         fresh = await self._claim(pool)
         try:

@@ -30,6 +30,7 @@ from sandcell_gateway.jupyter_channels import (
     encode_v1,
     kernel_to_client,
     pack,
+    refusal,
     status_message,
 )
 
@@ -84,6 +85,40 @@ def test_kernel_message_with_buffers_uses_legacy_binary() -> None:
     decoded = deserialize_binary_message(frame)
     assert decoded["channel"] == "iopub"
     assert decoded["buffers"] == [b"\x01\x02"]
+
+
+def test_client_messages_say_whether_they_run_code() -> None:
+    execute = client_to_kernel(json.dumps({**message(), "channel": "shell"}), None)
+    complete = client_to_kernel(json.dumps({**message("complete_request"), "channel": "shell"}),
+                                None)
+    on_control = client_to_kernel(json.dumps({**message(), "channel": "control"}), None)
+    assert [m.is_execution for m in (execute, complete, on_control)] == [True, False, False]
+
+
+@pytest.mark.parametrize("protocol", [None, V1_PROTOCOL])
+def test_a_refused_cell_reads_like_a_failed_one(protocol: str | None) -> None:
+    """busy, error, execute_reply (error), idle: all answering the request, all decodable by
+    Jupyter Server's codec."""
+    request = message()["header"]
+    decoded = []
+    for channel, msg in refusal(request, "RateLimitError", "slow down"):
+        frame = kernel_to_client(channel, msg, protocol)
+        if protocol == V1_PROTOCOL:
+            assert isinstance(frame, bytes)
+            channel_of, parts = deserialize_msg_from_ws_v1(frame)
+            header, parent, _, content = (json.loads(p) for p in parts[:4])
+        else:
+            body = json.loads(frame)
+            channel_of, header, parent, content = (body["channel"], body["header"],
+                                                   body["parent_header"], body["content"])
+        assert parent["msg_id"] == "m1"
+        decoded.append((channel_of, header["msg_type"], content))
+    assert [(c, t) for c, t, _ in decoded] == [
+        ("iopub", "status"), ("iopub", "error"), ("shell", "execute_reply"), ("iopub", "status")]
+    assert decoded[2][2] == {"status": "error", "execution_count": None, "ename": "RateLimitError",
+                             "evalue": "slow down", "traceback": ["RateLimitError: slow down"]}
+    assert [decoded[0][2], decoded[3][2]] == [{"execution_state": "busy"},
+                                              {"execution_state": "idle"}]
 
 
 def test_client_json_and_legacy_binary() -> None:

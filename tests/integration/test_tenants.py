@@ -7,6 +7,7 @@ The gateway here is this module's own, with four tenants and tight limits:
 * ``bob``: two sandboxes; the neighbour who must keep working;
 * ``carol``: slow rates (a creation every 4 s; an execution every 4 s, burst 2), slow enough
   that a loaded machine's latency cannot refill a bucket between two requests;
+* ``dave``: carol's rates, spent through the Jupyter routes and WebSocket;
 * ``default``: the gateway's own token (``SANDCELL_TOKEN``), default limits;
 
 and ``[gateway] max_sandboxes = 3`` for everyone together.
@@ -14,8 +15,11 @@ and ``[gateway] max_sandboxes = 3`` for everyone together.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +37,8 @@ from .conftest import TEST_PLUGIN
 
 pytestmark = pytest.mark.docker
 
-TOKENS = {name: f"{name}-{secrets.token_urlsafe(12)}" for name in ("alice", "bob", "carol")}
+TOKENS = {name: f"{name}-{secrets.token_urlsafe(12)}"
+          for name in ("alice", "bob", "carol", "dave")}
 CONFIG = f"""
 [gateway]
 gateway_id = "{{gateway_id}}"
@@ -60,6 +65,13 @@ max_sandboxes = 2
 
 [tenants.carol]
 token_sha256 = "{hash_token(TOKENS['carol'])}"
+create_rate = 0.25
+create_burst = 1
+execute_rate = 0.25
+execute_burst = 2
+
+[tenants.dave]
+token_sha256 = "{hash_token(TOKENS['dave'])}"
 create_rate = 0.25
 create_burst = 1
 execute_rate = 0.25
@@ -300,3 +312,73 @@ def test_the_default_tenant_is_the_gateway_token(gw: GatewayProcess) -> None:
             http(gw, "alice") as alice:
         assert session.execute("1+1").text == "2"
         assert alice.get(f"/api/v1/sandboxes/{session.id}").status_code == 404
+
+
+@pytest.mark.anyio
+async def test_jupyter_executions_and_restarts_spend_the_tenants_rates(gw: GatewayProcess) -> None:
+    """A WebSocket execute_request spends an execution, a restart a creation (dave: 1 creation
+    and 2 executions at once, then one every 4 s)."""
+    with http(gw, "dave") as raw:
+        created = raw.post("/api/kernels", json={"name": "python"})
+        assert created.status_code == 201, created.text
+        kid = created.json()["id"]
+        try:
+            restart = raw.post(f"/api/kernels/{kid}/restart")
+            assert restart.status_code == 429, restart.text
+            assert "create_rate" in restart.json()["error"]["message"]
+            ws = await tornado.websocket.websocket_connect(
+                f"{gw.url.replace('http', 'ws')}/api/kernels/{kid}/channels?token={TOKENS['dave']}")
+            try:
+                await _rate_limits_websocket_executions(ws)
+            finally:
+                ws.close()
+        finally:
+            raw.delete(f"/api/kernels/{kid}")
+
+
+async def _rate_limits_websocket_executions(ws: tornado.websocket.WebSocketClientConnection
+                                            ) -> None:
+    answers = [await _ws_execute(ws, f"ran_{i} = {i}") for i in range(3)]
+    assert [reply["content"]["status"] for reply, _ in answers] == ["ok", "ok", "error"]
+    refused, iopub = answers[2]
+    assert refused["content"]["ename"] == "RateLimitError"
+    assert "execute_rate" in refused["content"]["evalue"]
+    assert iopub == [("status", "busy"), ("error", "RateLimitError"), ("status", "idle")]
+    # the socket stays usable; once the bucket refills, a cell runs, and the refused one never did
+    deadline = time.monotonic() + 10
+    while True:
+        reply, iopub = await _ws_execute(ws, "print(sorted(n for n in dir() if n.startswith('ran_')))")
+        if reply["content"]["status"] == "ok":
+            break
+        assert time.monotonic() < deadline, "the execute bucket never refilled"
+        await asyncio.sleep(0.5)  # poll interval
+    assert ("stream", "['ran_0', 'ran_1']\n") in iopub
+
+
+async def _ws_execute(ws: tornado.websocket.WebSocketClientConnection, code: str
+                      ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Run ``code`` over Jupyter's JSON framing: its execute_reply, and its IOPub messages as
+    (msg_type, state / ename / text), once the reply and the idle status both came."""
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": "execute_request", "session": "dave",
+              "username": "dave", "version": "5.3", "date": "2026-01-01T00:00:00Z"}
+    await ws.write_message(json.dumps({
+        "channel": "shell", "header": header, "parent_header": {}, "metadata": {},
+        "content": {"code": code, "silent": False, "store_history": True,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    reply: dict[str, Any] = {}
+    iopub: list[tuple[str, str]] = []
+    async with asyncio.timeout(30):
+        while not (reply and iopub and iopub[-1] == ("status", "idle")):
+            frame = await ws.read_message()
+            assert isinstance(frame, str), f"the socket closed or sent binary: {frame!r}"
+            msg = json.loads(frame)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            content = msg["content"]
+            if msg["channel"] == "shell":
+                reply = msg
+            elif msg["msg_type"] in ("status", "error", "stream"):
+                iopub.append((msg["msg_type"], content.get("execution_state")
+                              or content.get("ename") or content.get("text")))
+    return reply, iopub
