@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from jupyter_client.jsonutil import json_default
 
 from .errors import NotFound
+from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
@@ -167,8 +168,10 @@ class KernelBridge:
 
     def __init__(self, kernel_id: str, resolve: Callable[[], KernelConnection | None],
                  on_gone: Callable[[KernelBridge], None] = lambda bridge: None,
-                 buffer: ReplayBuffer | None = None) -> None:
+                 buffer: ReplayBuffer | None = None,
+                 history: JupyterHistory | None = None) -> None:
         self.kernel_id = kernel_id
+        self.history = history
         self._resolve = resolve
         self._on_gone = on_gone
         self.buffer = buffer or ReplayBuffer()
@@ -219,6 +222,8 @@ class KernelBridge:
             self._kernel_gone()
             return
         self.last_activity = time.time()
+        if self.history is not None:
+            self.history.on_message(msg)
         if channel == "iopub":
             targets = list(self.clients)
             session = self.buffer.session_id
@@ -233,6 +238,8 @@ class KernelBridge:
             self.buffer.add(channel, msg)
 
     def _kernel_gone(self) -> None:
+        if self.history is not None:
+            self.history.abandon()  # a restarted kernel never answers the old one's cells
         if self._bind():  # restarted: a fresh kernel serves the same id, keep the clients
             log.info("kernel %s restarted; WebSocket clients stay connected", self.kernel_id)
             return
@@ -244,6 +251,8 @@ class KernelBridge:
             return
         self.closed = True
         self._unsubscribe()
+        if self.history is not None:
+            self.history.abandon()
         self.buffer.take("")
         for client in list(self.clients):
             client.kernel_gone()
@@ -258,11 +267,12 @@ class JupyterState:
         self.bridges: dict[str, KernelBridge] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
 
-    def bridge(self, kernel_id: str, resolve: Callable[[], KernelConnection | None]
-               ) -> KernelBridge:
+    def bridge(self, kernel_id: str, resolve: Callable[[], KernelConnection | None],
+               history: Callable[[], JupyterHistory | None] = lambda: None) -> KernelBridge:
+        """The kernel's bridge; a new one records its clients' cells in ``history()``."""
         bridge = self.bridges.get(kernel_id)
         if bridge is None or bridge.closed:
-            bridge = KernelBridge(kernel_id, resolve, on_gone=self._forget)
+            bridge = KernelBridge(kernel_id, resolve, on_gone=self._forget, history=history())
             self.bridges[kernel_id] = bridge
         return bridge
 

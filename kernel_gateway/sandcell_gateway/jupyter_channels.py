@@ -30,6 +30,7 @@ from jupyter_client.jsonutil import json_default
 from .base import BaseHandler
 from .errors import BadRequest, KernelDied, TooManyRequests
 from .jupyter_bridge import KernelBridge, Message, find_sandbox, jupyter_state, kernel_of
+from .jupyter_history import JupyterHistory
 from .kernel import KernelGone
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ class ClientMessage(NamedTuple):
     @property
     def is_execution(self) -> bool:
         return self.channel == "shell" and self.header["msg_type"] == "execute_request"
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The decoded content; ``{}`` if it is not a JSON object (the kernel will refuse it)."""
+        try:
+            content = json.loads(self.parts[3])
+        except (ValueError, RecursionError):
+            return {}
+        return content if isinstance(content, dict) else {}
 
 
 def pack(obj: Any) -> bytes:
@@ -227,9 +237,12 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             stream.set_nodelay(True)  # DESIGN.md: Nagle costs ~40 ms per message
         self._queue: collections.deque[tuple[str, Message] | None] = collections.deque()
         self._ready = asyncio.Event()
-        service, tenant = self.service, self.tenant
+        service, tenant, sandbox_id = self.service, self.tenant, self.sandbox_id
         self.bridge = jupyter_state(service).bridge(
-            self.sandbox_id, lambda: kernel_of(service, self.sandbox_id, tenant))
+            sandbox_id, lambda: kernel_of(service, sandbox_id, tenant),
+            history=lambda: JupyterHistory(
+                save=lambda cell: service.record_cell(sandbox_id, cell),
+                output_limit=service.config.max_output_bytes))
         self.bridge.attach(self)
         self._writer = asyncio.ensure_future(self._write_forever())
 
@@ -288,6 +301,8 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 for channel, reply in refusal(msg.header, "RateLimitError", exc.message):
                     self.deliver(channel, reply)
                 return
+            if self.bridge.history is not None:
+                self.bridge.history.started(msg.header, msg.content)
         try:
             await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
         except (KernelGone, ConnectionError):

@@ -296,7 +296,7 @@ class Inbox(asyncio.Queue["dict[str, Any] | None"]):
     def put_nowait(self, msg: dict[str, Any] | None) -> None:
         if msg is not None and self._limit is not None and msg["msg_type"] in BULKY_TYPES:
             room = self._limit - self._used
-            self._used += _output_size(msg["content"])
+            self._used += output_size(msg["content"])
             if self._used > self._limit:
                 if not self.truncated:
                     self.truncated = True
@@ -324,7 +324,7 @@ WARM_UP = ("_ip = get_ipython()\n"
 BULKY_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
 
-def _output_size(content: dict[str, Any]) -> int:
+def output_size(content: dict[str, Any]) -> int:
     if "text" in content:
         return len(content["text"])
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v))

@@ -18,7 +18,7 @@ from .kernel import KernelConnection
 from .pool import WarmPool
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
-from .store import CellRecorder, HistoryStore, SandboxRecord
+from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord
 from .tenants import Tenant, check_caps
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class SandboxService:
         self._claiming: collections.Counter[str] = collections.Counter()
         self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Future[None]] = set()  # history writes nobody awaits
 
     async def start(self) -> None:
         """Re-adopt what a crashed run left (see recovery.py), reap the rest, fill the pools."""
@@ -211,6 +212,14 @@ class SandboxService:
             if started:
                 await self._remember(self.store.add_cell(sandbox_id, recorder.finish()))
 
+    def record_cell(self, sandbox_id: str, cell: CellRecord) -> None:
+        """Add a cell a Jupyter client ran (over the WebSocket) to the sandbox's history."""
+        if not self.store.is_open:
+            return  # the gateway is shutting down
+        write = asyncio.ensure_future(self._remember(self.store.add_cell(sandbox_id, cell)))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
     @staticmethod
     async def _remember(operation: Awaitable[None]) -> None:
         try:
@@ -307,6 +316,7 @@ class SandboxService:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
         await self.backend.remove_all()
         self.backend.close()
+        await asyncio.gather(*self._writes, return_exceptions=True)
         if self.store.is_open:
             await self.store.mark_all_deleted("the gateway shut down")
             await self.store.close()

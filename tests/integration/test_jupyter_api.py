@@ -218,6 +218,36 @@ async def test_only_valid_kernel_variables_reach_the_kernel(gateway: GatewayProc
 
 
 @pytest.mark.anyio
+async def test_websocket_cells_are_in_the_sandboxs_history(gateway: GatewayProcess,
+                                                          kernel: dict[str, Any]) -> None:
+    """The notebook export holds what a Jupyter client ran, as it holds REST executions;
+    silent requests (a front end's housekeeping) are left out."""
+    async with websocket(ws_url(gateway, kernel["id"])) as ws:
+        await run(ws, "x = 6 * 7\nprint(x)")
+        housekeeping = request("y = 1")
+        housekeeping["content"]["silent"] = True
+        await send(ws, housekeeping)
+        async for _ in replies(ws, housekeeping["header"]["msg_id"]):
+            pass
+        await run(ws, "1/0")
+    sandbox_id = "sbx_" + kernel["id"].removeprefix("sbx-").replace("-", "")
+    with gateway.http() as http:
+        url = f"/api/v1/sandboxes/{sandbox_id}/notebook"
+
+        def both_cells() -> list[dict[str, Any]] | None:
+            cells = http.get(url).json()["cells"]
+            return list(cells) if len(cells) >= 2 else None
+
+        # the history write follows the cell's idle status; poll until both cells are there
+        cells = wait_for(both_cells, 10, "the WebSocket cells in the history")
+    assert [c["source"] for c in cells] == ["x = 6 * 7\nprint(x)", "1/0"]
+    assert cells[0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "42\n"}]
+    assert cells[0]["metadata"]["sandcell"]["status"] == "ok"
+    assert cells[1]["outputs"][0]["ename"] == "ZeroDivisionError"
+    assert cells[1]["execution_count"] == cells[0]["execution_count"] + 1
+
+
+@pytest.mark.anyio
 async def test_stdin_answers_input(gateway: GatewayProcess, kernel: dict[str, Any]) -> None:
     msg = request("print('hello', input('name? '))")
     msg["content"]["allow_stdin"] = True
