@@ -188,11 +188,12 @@ class SessionStoreHandler(JupyterHandler):
         session = {"id": str(uuid.uuid4()), "path": path or "", "name": body.get("name", ""),
                    "type": body.get("type", "notebook"), "sandbox_id": sandbox.id,
                    "tenant": self.tenant.name}
-        self.jupyter.sessions[session["id"]] = session
+        await self.jupyter.save_session(session)
         return session
 
-    def live_sessions(self) -> list[dict[str, Any]]:
-        """The tenant's sessions whose kernel still exists (a deleted kernel ends its session)."""
+    def live_sessions(self) -> list[dict[str, str]]:
+        """The tenant's sessions whose kernel still exists (a deleted kernel ends its session;
+        the store forgets it with the sandbox's history)."""
         alive = {s.id for s in self.service.list(self.tenant)}
         mine = {k: s for k, s in self.jupyter.sessions.items() if s["tenant"] == self.tenant.name}
         for session_id, session in mine.items():
@@ -236,6 +237,7 @@ class SessionHandler(SessionStoreHandler):
         body = self.json_body()
         session.update({k: body[k] for k in SESSION_FIELDS if isinstance(body.get(k), str)})
         await self._switch_kernel(session, body.get("kernel") or {})
+        await self.jupyter.save_session(session)
         self.write_json(self.session_model(session))
 
     async def _switch_kernel(self, session: dict[str, Any], kernel: dict[str, Any]) -> None:
@@ -248,7 +250,7 @@ class SessionHandler(SessionStoreHandler):
 
     async def delete(self, session_id: str) -> None:
         session = self.find(session_id)
-        del self.jupyter.sessions[session_id]
+        await self.jupyter.delete_session(session_id)
         try:
             await self.service.delete(session["sandbox_id"], self.tenant)
         except NotFound:

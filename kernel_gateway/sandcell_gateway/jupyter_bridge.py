@@ -31,6 +31,7 @@ from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
+from .store import HistoryStore, remember
 from .tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,24 @@ class KernelBridge:
 class JupyterState:
     """The Jupyter surface's per-gateway state: one bridge per connected kernel, and sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: HistoryStore) -> None:
         self.bridges: dict[str, KernelBridge] = {}
-        self.sessions: dict[str, dict[str, Any]] = {}
+        # session id -> {id, sandbox_id, tenant, path, name, type}, kept in the store as well
+        self.sessions: dict[str, dict[str, str]] = {}
+        self._store = store
+
+    async def load_sessions(self) -> None:
+        """Take back the sessions of the sandboxes re-adopted after a crash (call after the
+        service started: a graceful stop deleted its sandboxes, and their sessions with them)."""
+        self.sessions.update({s["id"]: s for s in await self._store.jupyter_sessions()})
+
+    async def save_session(self, session: dict[str, str]) -> None:
+        self.sessions[session["id"]] = session
+        await remember(self._store.put_jupyter_session(session))
+
+    async def delete_session(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        await remember(self._store.delete_jupyter_session(session_id))
 
     def bridge(self, kernel_id: str, resolve: Callable[[], KernelConnection | None],
                history: Callable[[], JupyterHistory | None] = lambda: None) -> KernelBridge:
@@ -284,9 +300,9 @@ class JupyterState:
 _STATES: weakref.WeakKeyDictionary[object, JupyterState] = weakref.WeakKeyDictionary()
 
 
-def jupyter_state(owner: object) -> JupyterState:
+def jupyter_state(service: SandboxService) -> JupyterState:
     """The one :class:`JupyterState` of a gateway (keyed by its service object)."""
-    state = _STATES.get(owner)
+    state = _STATES.get(service)
     if state is None:
-        state = _STATES[owner] = JupyterState()
+        state = _STATES[service] = JupyterState(service.store)
     return state

@@ -14,6 +14,7 @@ from .backend import DockerBackend
 from .config import GatewayConfig
 from .app import make_app
 from .base import Deps
+from .jupyter_bridge import jupyter_state
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .plugins.service import PluginService
 from .service import SandboxService
@@ -40,6 +41,7 @@ async def serve(config: GatewayConfig) -> None:
     backend = DockerBackend(config)
     service = SandboxService(config, backend)
     await service.start()
+    await jupyter_state(service).load_sessions()
     plugins = PluginService(config, backend) if config.plugins.enabled else None
     if plugins is not None:
         await plugins.start()

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .backend import DockerBackend
@@ -18,7 +18,7 @@ from .kernel import KernelConnection
 from .pool import WarmPool
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
-from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord
+from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord, remember
 from .tenants import Tenant, check_caps
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class SandboxService:
         sandbox.env = dict(env or {})
         self._sandboxes[sandbox.id] = sandbox
         try:
-            await self._remember(self.store.add_sandbox(_record(sandbox)))
+            await remember(self.store.add_sandbox(_record(sandbox)))
             await sandbox.apply_env(sandbox.env)
         except BaseException:
             await self._remove(sandbox)
@@ -183,7 +183,7 @@ class SandboxService:
         if self._sandboxes.get(sandbox.id) is not sandbox:
             return  # a concurrent delete won
         del self._sandboxes[sandbox.id]
-        await self._remember(self.store.mark_deleted(sandbox.id, reason))
+        await remember(self.store.mark_deleted(sandbox.id, reason))
         await self.pools[sandbox.template].release(sandbox)
         await self._purge_history()
 
@@ -210,22 +210,16 @@ class SandboxService:
             # a client that left early still leaves a record of what it saw (status None);
             # a request refused before the kernel started (dead sandbox) leaves none
             if started:
-                await self._remember(self.store.add_cell(sandbox_id, recorder.finish()))
+                await remember(self.store.add_cell(sandbox_id, recorder.finish()))
 
     def record_cell(self, sandbox_id: str, cell: CellRecord) -> None:
         """Add a cell a Jupyter client ran (over the WebSocket) to the sandbox's history."""
         if not self.store.is_open:
             return  # the gateway is shutting down
-        write = asyncio.ensure_future(self._remember(self.store.add_cell(sandbox_id, cell)))
+        write = asyncio.ensure_future(remember(self.store.add_cell(sandbox_id, cell)))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
 
-    @staticmethod
-    async def _remember(operation: Awaitable[None]) -> None:
-        try:
-            await operation
-        except Exception:  # history is a convenience: never fail the caller's request for it
-            log.exception("could not write to the history store")
 
     async def notebook(self, sandbox_id: str, tenant: Tenant) -> dict[str, Any]:
         """The sandbox's history as a notebook; kept ``history_retention`` s after deletion,
@@ -267,7 +261,7 @@ class SandboxService:
         fresh.metadata, fresh.tenant = old.metadata, old.tenant
         self._sandboxes[sandbox_id] = fresh
         await pool.release(old)
-        await self._remember(self.store.update_container(
+        await remember(self.store.update_container(
             sandbox_id, fresh.handle.sandbox_id, fresh.handle.container_id, fresh.language_info))
         await fresh.apply_env(old.env)
         return fresh

@@ -30,11 +30,14 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -73,7 +76,18 @@ ALTER TABLE sandboxes ADD COLUMN expires_at REAL;
 ALTER TABLE sandboxes ADD COLUMN env TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE sandboxes ADD COLUMN deleted_reason TEXT;
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)
+# Version 3: Jupyter's /api/sessions (a notebook path bound to a kernel) survive a crash too.
+SCHEMA_V3 = """
+CREATE TABLE jupyter_sessions (
+    id TEXT PRIMARY KEY,
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+    tenant TEXT NOT NULL,
+    path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL
+);
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -287,6 +301,24 @@ class HistoryStore:
         await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ?, deleted_reason = ?"
                         " WHERE deleted_at IS NULL", (time.time(), reason))
 
+    async def put_jupyter_session(self, session: dict[str, str]) -> None:
+        """Insert or replace a Jupyter session (its :data:`JUPYTER_SESSION_COLUMNS`)."""
+        await self._run(self.db.execute, f"INSERT OR REPLACE INTO jupyter_sessions "
+                        f"({', '.join(JUPYTER_SESSION_COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(JUPYTER_SESSION_COLUMNS))})",
+                        tuple(session[name] for name in JUPYTER_SESSION_COLUMNS))
+
+    async def delete_jupyter_session(self, session_id: str) -> None:
+        await self._run(self.db.execute, "DELETE FROM jupyter_sessions WHERE id = ?",
+                        (session_id,))
+
+    async def jupyter_sessions(self) -> list[dict[str, str]]:
+        """The Jupyter sessions whose sandbox is not deleted."""
+        rows = await self._run(lambda: self.db.execute(
+            f"SELECT {', '.join('j.' + name for name in JUPYTER_SESSION_COLUMNS)} FROM jupyter_sessions j"
+            " JOIN sandboxes s ON s.id = j.sandbox_id WHERE s.deleted_at IS NULL").fetchall())
+        return [dict(zip(JUPYTER_SESSION_COLUMNS, row)) for row in rows]
+
     async def add_cell(self, sandbox_id: str, cell: CellRecord) -> None:
         await self._run(self._add_cell, sandbox_id, cell)
 
@@ -332,6 +364,15 @@ class HistoryStore:
         self._executor.shutdown(wait=True)
 
 
+async def remember(operation: Awaitable[None]) -> None:
+    """Await a store write; a failure is logged, never raised: the store keeps history and
+    recovery state, so a full disk must not fail the request that wrote it."""
+    try:
+        await operation
+    except Exception:
+        log.exception("could not write to the history store")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Bring the file to :data:`SCHEMA_VERSION`, one transaction per step."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -342,6 +383,7 @@ def migrate(db: sqlite3.Connection) -> None:
         db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;")
 
 
+JUPYTER_SESSION_COLUMNS = ("id", "sandbox_id", "tenant", "path", "name", "type")
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(SandboxRecord))
 RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 JSON_FIELDS = frozenset({"metadata", "env", "language_info"})

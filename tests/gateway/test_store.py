@@ -220,7 +220,7 @@ async def test_a_store_from_the_first_schema_is_migrated_in_place(tmp_path: Path
     assert live[0].container_id == "" and live[0].instance_id == SBX
     assert notebook is not None and [c["source"] for c in notebook["cells"]] == ["x = 1"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
     store = HistoryStore(path)  # opening again is a no-op, not a second ALTER TABLE
     await store.open()
@@ -261,3 +261,28 @@ async def test_session_records_round_trip_restart_and_delete(tmp_path: Path) -> 
         await store.close()
     assert notebook is not None and notebook["metadata"]["sandcell"]["deleted_reason"] == "expired"
     assert json.dumps(notebook)  # still a plain JSON document
+
+
+@pytest.mark.anyio
+async def test_jupyter_sessions_live_as_long_as_their_sandbox(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "s.sqlite3")
+    await store.open()
+    session = {"id": "5b1c", "sandbox_id": SBX, "tenant": "acme", "path": "a.ipynb",
+               "name": "a", "type": "notebook"}
+    try:
+        await store.add_sandbox(SandboxRecord(SBX, "python", tenant="acme"))
+        await store.add_sandbox(SandboxRecord(OTHER, "python", tenant="acme"))
+        await store.put_jupyter_session(session)
+        await store.put_jupyter_session({**session, "id": "gone", "sandbox_id": OTHER})
+        await store.put_jupyter_session({**session, "path": "b.ipynb"})  # a rename replaces
+        await store.mark_deleted(OTHER)  # its session ends with it
+        assert await store.jupyter_sessions() == [{**session, "path": "b.ipynb"}]
+        await store.delete_jupyter_session("5b1c")
+        assert await store.jupyter_sessions() == []
+        await store.put_jupyter_session(session)
+        assert await store.purge(deleted_before=1e12) == 1  # OTHER, with its session
+    finally:
+        await store.close()
+    db = sqlite3.connect(tmp_path / "s.sqlite3")
+    assert db.execute("SELECT id FROM jupyter_sessions").fetchall() == [("5b1c",)]
+    db.close()

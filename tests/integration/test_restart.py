@@ -94,6 +94,14 @@ async def channel_stdout(gw: GatewayProcess, sandbox_id: str, code: str) -> str:
     return out
 
 
+def open_notebook(http: httpx.Client, path: str, sandbox_id: str) -> str:
+    """Bind a notebook to the sandbox's kernel through /api/sessions, as JupyterLab does."""
+    response = http.post("/api/sessions", json={"path": path, "type": "notebook",
+                                                "kernel": {"id": kernel_id_of(sandbox_id)}})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
 def restart(gw: GatewayProcess) -> str:
     """Start the killed gateway again; say how long until it served, and until its pool was
     full again."""
@@ -115,6 +123,8 @@ def test_a_killed_gateway_re_adopts_live_sandboxes_and_reaps_the_rest(
         run(http, kept, "x = 42")
         assert stdout(run(http, kept, "print('before', x)")) == "before 42\n"
         run(http, lost, "y = 7")
+        notebook_session = open_notebook(http, "kept.ipynb", kept)
+        open_notebook(http, "lost.ipynb", lost)
         gateway.wait_ready()
         warm = [c["Id"] for c in gateway.containers()
                 if c["Labels"]["org.sandcell.sandbox"] not in (kept, lost)]
@@ -139,6 +149,10 @@ def test_a_killed_gateway_re_adopts_live_sandboxes_and_reaps_the_rest(
                     if e["msg_type"] == "execute_reply"] == [3]  # same kernel, no restart
             assert http.post(f"/api/v1/sandboxes/{kept}/interrupt").status_code == 204
             assert kernel_id_of(kept) in {k["id"] for k in http.get("/api/kernels").json()}
+            # JupyterLab's notebook→kernel binding came back with its kernel, not the lost one's
+            sessions = http.get("/api/sessions").json()
+            assert [(s["id"], s["path"], s["kernel"]["id"]) for s in sessions] == [
+                (notebook_session, "kept.ipynb", kernel_id_of(kept))]
             gone = http.get(f"/api/v1/sandboxes/{lost}")
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
             lost_notebook = http.get(f"/api/v1/sandboxes/{lost}/notebook").json()
