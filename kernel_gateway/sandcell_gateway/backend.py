@@ -97,6 +97,7 @@ class DockerBackend:
         self._client = client
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
         self._events_stop = threading.Event()
+        self._exit_listeners: list[Callable[[str, str], None]] = []
         self._uid = sandbox_uid()
         self.docker_host = (config.docker_host or os.environ.get("DOCKER_HOST")
                             or "unix:///var/run/docker.sock")
@@ -250,13 +251,22 @@ class DockerBackend:
 
     def watch_exits(self, on_exit: Callable[[str, str], None]) -> None:
         """Call ``on_exit(sandbox_id, reason)`` on the loop whenever one of our containers
-        dies; ``reason`` says why in words a user can act on."""
-        loop = asyncio.get_running_loop()
-        thread = threading.Thread(target=self._watch, args=(loop, on_exit),
-                                  name="docker-events", daemon=True)
-        thread.start()
+        dies; ``reason`` says why in words a user can act on. Every listener gets every exit
+        (a plugin worker's id is its ``sandbox`` label); one events stream serves them all."""
+        self._exit_listeners.append(on_exit)
+        if len(self._exit_listeners) == 1:
+            thread = threading.Thread(target=self._watch, args=(asyncio.get_running_loop(),),
+                                      name="docker-events", daemon=True)
+            thread.start()
 
-    def _watch(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str, str], None]) -> None:
+    def _on_exit(self, sandbox_id: str, reason: str) -> None:
+        for listener in list(self._exit_listeners):
+            try:
+                listener(sandbox_id, reason)
+            except Exception:  # one broken listener must not starve the others
+                log.exception("a container exit listener failed")
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         filters = {"type": "container", "event": "die", "label": _label_filters(self.labels)}
         since = time.time()  # after a reconnect, replay what died while the stream was down
         while not self._events_stop.is_set():
@@ -265,19 +275,18 @@ class DockerBackend:
                     decode=True, filters=filters, since=f"{since:.6f}"))
                 for event in stream:
                     since = max(since, event.get("timeNano", 0) / 1e9)
-                    self._report_exit(loop, on_exit, event.get("Actor", {}))
+                    self._report_exit(loop, event.get("Actor", {}))
             except BackendUnavailable:
                 pass  # logged once per outage by _docker_call
             except Exception:  # the stream broke mid-way (daemon restarted): reconnect
                 log.warning("Docker event stream broke; reconnecting", exc_info=True)
             self._events_stop.wait(1.0)  # backoff before reconnecting
 
-    def _report_exit(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[str, str], None],
-                     actor: dict[str, Any]) -> None:
+    def _report_exit(self, loop: asyncio.AbstractEventLoop, actor: dict[str, Any]) -> None:
         sandbox_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
         if sandbox_id:
             reason = self._death_reason(actor.get("ID", ""), actor["Attributes"])
-            loop.call_soon_threadsafe(on_exit, sandbox_id, reason)
+            loop.call_soon_threadsafe(self._on_exit, sandbox_id, reason)
 
     def _death_reason(self, container_id: str, attributes: dict[str, str]) -> str:
         """Runs on the events thread, so the blocking inspect is fine here."""

@@ -46,6 +46,7 @@ async def serve(config: GatewayConfig) -> None:
     if plugins is not None:
         await plugins.start()
         backend.when_reachable_again(plugins.retry_pools)
+        backend.watch_exits(plugins.on_container_exit)
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(

@@ -308,3 +308,20 @@ def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gatewa
     after = invoke(gateway, REUSE_PLUGIN, {})
     assert after[0]["content"]["worker_id"] != fresh
     assert after[-1]["content"]["output"]["calls"] == 1
+
+
+def test_a_worker_that_dies_between_calls_is_never_handed_out(gateway: Gateway) -> None:
+    pools_ready(gateway)
+    first = invoke(gateway, REUSE_PLUGIN, {})
+    worker = first[0]["content"]["worker_id"]  # given back: it has one more call to serve
+    (container,) = plugin_containers(gateway, worker=worker)
+    client = docker.APIClient()
+    try:
+        client.kill(container["Id"])  # while it waits in the pool, as an operator or a crash
+    finally:
+        client.close()
+    wait_until_removed(gateway, worker)  # the gateway noticed and dropped it from its pool
+    after = invoke(gateway, REUSE_PLUGIN, {})
+    assert after[-1]["msg_type"] == "completed", after[-1]
+    assert after[0]["content"]["worker_id"] != worker
+    assert after[-1]["content"]["output"]["calls"] == 1

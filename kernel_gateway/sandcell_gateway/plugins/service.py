@@ -188,6 +188,12 @@ class PluginService:
                 log.warning("plugin %s: image %s is missing; build it with `sandcell images "
                             "build` and restart the gateway", name, pool.template.image)
 
+    def on_container_exit(self, worker_id: str, reason: str) -> None:
+        """A container of this gateway died: if it was a ready worker, its pool drops it and
+        starts another, so no invocation is handed a dead worker."""
+        for pool in self.pools.values():
+            pool.discard(worker_id)
+
     def retry_pools(self) -> None:
         """End the pools' backoff (Docker answers again after an outage)."""
         for pool in self.pools.values():
