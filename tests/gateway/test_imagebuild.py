@@ -364,5 +364,6 @@ def test_kernel_script_seeds_home_and_execs_ipykernel() -> None:
     assert "/opt/sandcell/share/matplotlib" in text
     assert text.rstrip().endswith(
         'exec /opt/sandcell/bin/python -m ipykernel_launcher '
-        '-f "${SANDCELL_CONNECTION_FILE:-/conn/kernel.json}"'
+        '-f "${SANDCELL_CONNECTION_FILE:-/conn/kernel.json}" \\\n'
+        '    --IPKernelApp.extensions=sandcell_output'
     )
