@@ -30,6 +30,11 @@ gateway_id = "{gateway_id}"
 [templates.python]
 min_ready = 2
 max_total = 8
+
+# plugins have their own gateway (bench/plugins.py); here their warm JVMs would share the CPU
+# with the latency scenarios while they start
+[plugins]
+enabled = false
 """
 
 SANDCELL_FIRST = "sandcell SDK (warm claim)"

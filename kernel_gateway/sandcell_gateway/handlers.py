@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from tornado.iostream import StreamClosedError
 
 from . import __version__
 from .base import BaseHandler
+from .fastjson import ndjson_line
 from .openapi import openapi_document
 from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS, Field
 
@@ -116,7 +116,7 @@ class ExecuteHandler(BaseHandler):
         ended: set[str] = set()
         try:
             async for event in events:
-                self.write(json.dumps(event) + "\n")
+                self.write(ndjson_line(event))
                 if _cell_over(event, ended):
                     break
                 if not ended:  # the reply follows the idle status at once: send both in one write

@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import fastjson
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -151,6 +153,9 @@ class CellRecorder:
 
     def finish(self, finished_at: float | None = None) -> CellRecord:
         self.record.finished_at = time.time() if finished_at is None else finished_at
+        for output in self.record.outputs:
+            if output["output_type"] == "stream" and isinstance(output["text"], list):
+                output["text"] = "".join(output["text"])
         return self.record
 
     def _output(self, output: dict[str, Any], display_id: str | None = None) -> None:
@@ -160,7 +165,8 @@ class CellRecorder:
         last = outputs[-1] if outputs else None
         if (output["output_type"] == "stream" and last is not None
                 and last["output_type"] == "stream" and last["name"] == output["name"]):
-            last["text"] += output["text"]  # Jupyter front ends merge consecutive chunks too
+            # Jupyter front ends merge consecutive chunks too; joined once, in finish()
+            last["text"].extend(output["text"])
             return
         if display_id is not None:
             self._display_ids[len(outputs)] = display_id
@@ -173,7 +179,7 @@ class CellRecorder:
 
     def _stream(self, content: dict[str, Any]) -> None:
         self._output({"output_type": "stream", "name": content.get("name", "stdout"),
-                      "text": str(content.get("text", ""))})
+                      "text": [str(content.get("text", ""))]})
 
     def _display(self, content: dict[str, Any]) -> None:
         self._output({"output_type": "display_data", **_bundle(content)}, _display_id(content))
@@ -327,7 +333,8 @@ class HistoryStore:
             "INSERT INTO cells VALUES (?, (SELECT COUNT(*) FROM cells WHERE sandbox_id = ?),"
             " ?, ?, ?, ?, ?, ?, ?)",
             (sandbox_id, sandbox_id, cell.code, cell.execution_count, cell.status,
-             cell.started_at, cell.finished_at, json.dumps(cell.outputs), json.dumps(cell.notes)))
+             cell.started_at, cell.finished_at, fastjson.dumps(cell.outputs).decode(),
+             json.dumps(cell.notes)))
 
     async def purge(self, deleted_before: float) -> int:
         """Forget sandboxes deleted before ``deleted_before``; return how many."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from tornado.iostream import StreamClosedError
 
 from ..base import BaseHandler
 from ..errors import NotFound
+from ..fastjson import ndjson_line
 from ..validation import MAX_SECONDS, Field, decode_object
 from .registry import InvalidInput
 from .service import PluginService
@@ -70,7 +70,7 @@ class InvokeHandler(PluginBaseHandler):
         self.set_header("Cache-Control", "no-store")
         try:
             async for event in events:
-                self.write(json.dumps(event) + "\n")
+                self.write(ndjson_line(event))
                 await self.flush()
         except (StreamClosedError, asyncio.CancelledError):
             log.info("client left invocation %s of %s; cancelling it", invocation.id, name)
