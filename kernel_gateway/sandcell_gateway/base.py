@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
@@ -25,6 +27,18 @@ log = logging.getLogger(__name__)
 
 STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
                 405: "method_not_allowed", 413: "body_too_large", 429: "rate_limited"}
+
+
+HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
+
+
+def _refusal_first(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def checked(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
+        if self._refusal is not None:
+            raise self._refusal
+        return method(self, *args, **kwargs)
+    return checked
 
 
 @dataclasses.dataclass
@@ -48,6 +62,14 @@ class BaseHandler(tornado.web.RequestHandler):
 
     public = False  # True for routes that need no token
     tenant: Tenant
+    _refusal: GatewayError | None = None  # found in prepare(), raised by the HTTP method
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each HTTP method a handler defines first raises what ``prepare`` refused."""
+        super().__init_subclass__(**kwargs)
+        for name in HTTP_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _refusal_first(cls.__dict__[name]))
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -69,8 +91,8 @@ class BaseHandler(tornado.web.RequestHandler):
         if tenant is not None:
             self.tenant = tenant
         elif not self.public:
-            raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
-                               "(the gateway prints its token at start)")
+            self.refuse(Unauthorized("missing or wrong token: send 'Authorization: Bearer "
+                                     "<token>' (the gateway prints its token at start)"))
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             # Answer now, then let the server read (and drop) the rest: a client that sends its
@@ -80,6 +102,19 @@ class BaseHandler(tornado.web.RequestHandler):
             if isinstance(connection, tornado.http1connection.HTTP1Connection):
                 connection.set_max_body_size(int(declared))
             raise self._too_large()
+
+    def refuse(self, error: GatewayError) -> None:
+        """Answer ``error`` instead of running the handler.
+
+        Tornado closes a keep-alive connection whose response is finished before the request
+        was read whole, and a client already sending its next request on it gets a reset. So
+        a request without a body is refused from its HTTP method, once tornado has read it;
+        one with a body at once, so a refused body is never read (the connection closes).
+        """
+        headers = self.request.headers
+        if headers.get("Transfer-Encoding") or headers.get("Content-Length", "0") not in ("", "0"):
+            raise error
+        self._refusal = error
 
     def data_received(self, chunk: bytes) -> None:
         """Bodies stream in here (bounded), so no size gets past without a JSON 413."""
@@ -157,6 +192,12 @@ class FallbackHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        raise NotFound(f"no route {self.request.method} {self.request.path}")
+        self.refuse(NotFound(f"no route {self.request.method} {self.request.path}"))
+
+    def _unreachable(self, *args: str) -> None:
+        raise AssertionError("refuse() always refuses")
+
+    get = head = post = delete = patch = put = options = _unreachable
+
 
 

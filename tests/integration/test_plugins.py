@@ -312,8 +312,13 @@ def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gatewa
 
 def test_a_worker_that_dies_between_calls_is_never_handed_out(gateway: Gateway) -> None:
     pools_ready(gateway)
+    # a worker on its first call goes back to the pool with one call left (an earlier test
+    # may have left one on its last call, which is retired, not given back)
     first = invoke(gateway, REUSE_PLUGIN, {})
-    worker = first[0]["content"]["worker_id"]  # given back: it has one more call to serve
+    if first[-1]["content"]["output"]["calls"] != 1:
+        first = invoke(gateway, REUSE_PLUGIN, {})
+    assert first[-1]["content"]["output"]["calls"] == 1
+    worker = first[0]["content"]["worker_id"]
     (container,) = plugin_containers(gateway, worker=worker)
     client = docker.APIClient()
     try:
