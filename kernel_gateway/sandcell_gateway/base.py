@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
@@ -27,18 +25,6 @@ log = logging.getLogger(__name__)
 
 STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
                 405: "method_not_allowed", 413: "body_too_large", 429: "rate_limited"}
-
-
-HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
-
-
-def _refusal_first(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def checked(self: BaseHandler, *args: Any, **kwargs: Any) -> Any:
-        if self._refusal is not None:
-            raise self._refusal
-        return method(self, *args, **kwargs)
-    return checked
 
 
 @dataclasses.dataclass
@@ -62,14 +48,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
     public = False  # True for routes that need no token
     tenant: Tenant
-    _refusal: GatewayError | None = None  # found in prepare(), raised by the HTTP method
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Each HTTP method a handler defines first raises what ``prepare`` refused."""
-        super().__init_subclass__(**kwargs)
-        for name in HTTP_METHODS:
-            if name in cls.__dict__:
-                setattr(cls, name, _refusal_first(cls.__dict__[name]))
 
     def initialize(self, deps: Deps) -> None:
         self.deps = deps
@@ -91,8 +69,8 @@ class BaseHandler(tornado.web.RequestHandler):
         if tenant is not None:
             self.tenant = tenant
         elif not self.public:
-            self.refuse(Unauthorized("missing or wrong token: send 'Authorization: Bearer "
-                                     "<token>' (the gateway prints its token at start)"))
+            raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
+                               "(the gateway prints its token at start)")
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
             # Answer now, then let the server read (and drop) the rest: a client that sends its
@@ -102,19 +80,6 @@ class BaseHandler(tornado.web.RequestHandler):
             if isinstance(connection, tornado.http1connection.HTTP1Connection):
                 connection.set_max_body_size(int(declared))
             raise self._too_large()
-
-    def refuse(self, error: GatewayError) -> None:
-        """Answer ``error`` instead of running the handler.
-
-        Tornado closes a keep-alive connection whose response is finished before the request
-        was read whole, and a client already sending its next request on it gets a reset. So
-        a request without a body is refused from its HTTP method, once tornado has read it;
-        one with a body at once, so a refused body is never read (the connection closes).
-        """
-        headers = self.request.headers
-        if headers.get("Transfer-Encoding") or headers.get("Content-Length", "0") not in ("", "0"):
-            raise error
-        self._refusal = error
 
     def data_received(self, chunk: bytes) -> None:
         """Bodies stream in here (bounded), so no size gets past without a JSON 413."""
@@ -145,6 +110,26 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def body(self, fields: dict[str, Field]) -> dict[str, Any]:
         return parse_body(self.raw_body(), fields)
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+        """Finish; keep the keep-alive connection of a body-less request answered early.
+
+        An error raised before the handler method (401 in ``prepare``, an unknown route, a
+        path that is not UTF-8) finishes the response before tornado has read the request,
+        and tornado then closes the connection so as not to read a body; a client already
+        sending its next request on it gets a reset. Without a body there is nothing to skip,
+        so the connection stays open. (A refused request with a body still closes it.)
+        """
+        connection = self.request.connection
+        if isinstance(connection, tornado.http1connection.HTTP1Connection) \
+                and not self._has_body():
+            connection._read_finished = True  # there is no body left to read
+        return super().finish(chunk)
+
+    def _has_body(self) -> bool:
+        headers = self.request.headers
+        return bool(headers.get("Transfer-Encoding")) \
+            or headers.get("Content-Length", "0") not in ("", "0")
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -192,12 +177,6 @@ class FallbackHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        self.refuse(NotFound(f"no route {self.request.method} {self.request.path}"))
-
-    def _unreachable(self, *args: str) -> None:
-        raise AssertionError("refuse() always refuses")
-
-    get = head = post = delete = patch = put = options = _unreachable
-
+        raise NotFound(f"no route {self.request.method} {self.request.path}")
 
 

@@ -212,23 +212,27 @@ def test_unimplemented_methods_are_405_with_allow(unchanged: httpx.Client, world
 
 
 def test_a_refused_request_leaves_the_connection_open(gateway: Gateway) -> None:
-    """An unknown route and a wrong token, then a good request, pipelined on one keep-alive
-    connection: all three are answered (a server that closed after a refusal would reset a
-    client already sending its next request; that once failed this module's teardown)."""
+    """An unknown route, a wrong token and a path that is not UTF-8, then a good request,
+    pipelined on one keep-alive connection: all four are answered (a server that closed after
+    a refusal would reset a client already sending its next request; that failed this
+    module's teardown twice)."""
     address = urllib.parse.urlsplit(gateway.url)
     pipelined = ("GET /api/v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
                  "DELETE /api/v1/sandboxes/sbx_0123456789abcdef HTTP/1.1\r\nHost: x\r\n"
                  "Authorization: Bearer wrong\r\n\r\n"
+                 f"GET /api/kernels/%ff%fe/channels HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {gateway.token}\r\n\r\n"
                  "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
     received = b""
     with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
         sock.sendall(pipelined.encode())
-        while len(re.findall(rb"HTTP/1.1 \d{3}", received)) < 3:
+        while len(re.findall(rb"HTTP/1.1 \d{3}", received)) < 4:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             received += chunk
-    assert re.findall(rb"HTTP/1.1 (\d{3})", received) == [b"404", b"401", b"200"], received
+    statuses = re.findall(rb"HTTP/1.1 (\d{3})", received)
+    assert statuses == [b"404", b"401", b"400", b"200"], received
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/sandboxes/x/y/z", "/%2e%2e/etc",
