@@ -16,10 +16,8 @@ and ``[gateway] max_sandboxes = 3`` for everyone together.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +32,7 @@ from sandcell_gateway.tenants import hash_token
 from sandcell_gateway.testing import GatewayProcess, wait_for
 
 from .conftest import TEST_PLUGIN
+from .test_jupyter_api import replies, request, send
 
 pytestmark = pytest.mark.docker
 
@@ -359,26 +358,15 @@ async def _ws_execute(ws: tornado.websocket.WebSocketClientConnection, code: str
                       ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Run ``code`` over Jupyter's JSON framing: its execute_reply, and its IOPub messages as
     (msg_type, state / ename / text), once the reply and the idle status both came."""
-    msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": "execute_request", "session": "dave",
-              "username": "dave", "version": "5.3", "date": "2026-01-01T00:00:00Z"}
-    await ws.write_message(json.dumps({
-        "channel": "shell", "header": header, "parent_header": {}, "metadata": {},
-        "content": {"code": code, "silent": False, "store_history": True,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    msg = request(code, session="dave")
+    await send(ws, msg)
     reply: dict[str, Any] = {}
     iopub: list[tuple[str, str]] = []
-    async with asyncio.timeout(30):
-        while not (reply and iopub and iopub[-1] == ("status", "idle")):
-            frame = await ws.read_message()
-            assert isinstance(frame, str), f"the socket closed or sent binary: {frame!r}"
-            msg = json.loads(frame)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            content = msg["content"]
-            if msg["channel"] == "shell":
-                reply = msg
-            elif msg["msg_type"] in ("status", "error", "stream"):
-                iopub.append((msg["msg_type"], content.get("execution_state")
-                              or content.get("ename") or content.get("text")))
+    async for out in replies(ws, msg["header"]["msg_id"]):
+        content = out["content"]
+        if out["channel"] == "shell":
+            reply = out
+        elif out["msg_type"] in ("status", "error", "stream"):
+            iopub.append((out["msg_type"], content.get("execution_state")
+                          or content.get("ename") or content.get("text")))
     return reply, iopub
