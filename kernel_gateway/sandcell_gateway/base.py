@@ -10,6 +10,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
+import tornado.httputil
 import tornado.web
 
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
@@ -25,6 +26,40 @@ log = logging.getLogger(__name__)
 
 STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
                 405: "method_not_allowed", 413: "body_too_large", 429: "rate_limited"}
+
+
+# An early refusal's unread request body is read and dropped up to this size, so the
+# keep-alive connection stays usable; past it (or when chunked) the response says
+# "Connection: close" instead.
+DRAIN_LIMIT = 1 << 30
+
+
+def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
+                       handler: tornado.web.RequestHandler) -> None:
+    """Keep the connection of a request answered before its body was read usable.
+
+    An error raised before the handler method (401 in ``prepare``, an unknown route, a path
+    that is not UTF-8, a 413) finishes the response before tornado has read the body. Tornado
+    then closes the socket with the body still unread, which makes the kernel send a reset,
+    and its response does not say ``Connection: close``: a pooling client sends its next
+    request on a dead connection and gets ``ECONNRESET``. So a declared body is drained
+    instead (tornado drops what arrives after the response), and the connection is kept; a
+    body that cannot be drained gets an honest ``Connection: close``.
+    """
+    connection = request.connection
+    if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
+            or connection._read_finished:
+        return
+    declared = request.headers.get("Content-Length", "0")
+    if request.headers.get("Transfer-Encoding") or not declared.isdigit() \
+            or int(declared) > DRAIN_LIMIT:
+        handler.set_header("Connection", "close")
+        return
+    if int(declared) > 0:  # this request's cap only: tornado makes a connection per request
+        connection.set_max_body_size(int(declared))
+    # Read "finished" for finish()'s purpose: tornado goes on reading the body, drops it (the
+    # response is written) and then serves the connection's next request.
+    connection._read_finished = True
 
 
 @dataclasses.dataclass
@@ -73,13 +108,8 @@ class BaseHandler(tornado.web.RequestHandler):
                                "(the gateway prints its token at start)")
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_body_size:
-            # Answer now, then let the server read (and drop) the rest: a client that sends its
-            # whole body before reading gets this 413, not a reset connection.
             self._body_overflow = True
-            connection = self.request.connection
-            if isinstance(connection, tornado.http1connection.HTTP1Connection):
-                connection.set_max_body_size(int(declared))
-            raise self._too_large()
+            raise self._too_large()  # finish() decides what happens to the unread body
 
     def data_received(self, chunk: bytes) -> None:
         """Bodies stream in here (bounded), so no size gets past without a JSON 413."""
@@ -112,24 +142,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return parse_body(self.raw_body(), fields)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
-        """Finish; keep the keep-alive connection of a body-less request answered early.
-
-        An error raised before the handler method (401 in ``prepare``, an unknown route, a
-        path that is not UTF-8) finishes the response before tornado has read the request,
-        and tornado then closes the connection so as not to read a body; a client already
-        sending its next request on it gets a reset. Without a body there is nothing to skip,
-        so the connection stays open. (A refused request with a body still closes it.)
-        """
-        connection = self.request.connection
-        if isinstance(connection, tornado.http1connection.HTTP1Connection) \
-                and not self._has_body():
-            connection._read_finished = True  # there is no body left to read
+        settle_unread_body(self.request, self)
         return super().finish(chunk)
-
-    def _has_body(self) -> bool:
-        headers = self.request.headers
-        return bool(headers.get("Transfer-Encoding")) \
-            or headers.get("Content-Length", "0") not in ("", "0")
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
