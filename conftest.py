@@ -131,6 +131,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                               "to temporary directories (see conftest.py):", red=True)
         for line in _found:
             terminalreporter.line(f"  {line}", red=True)
+        terminalreporter.line("(On a shared machine, another user's process with the same home "
+                              "may have written a real-home entry: check its time.)")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
