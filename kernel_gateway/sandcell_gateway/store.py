@@ -5,8 +5,10 @@ in nbformat's shape, its execution count and its timings. ``GET /api/v1/sandboxe
 turns a sandbox's history into a ``.ipynb`` document (nbformat 4.5).
 
 The same file keeps each claimed sandbox's :class:`SandboxRecord`: what a gateway restarted
-after a crash needs to re-adopt the sandbox's still-running container. ``PRAGMA user_version``
-numbers the schema; :data:`MIGRATIONS` bring an older file up to date when it is opened.
+after a crash needs to re-adopt the sandbox's still-running container. Its ``env`` (mostly
+secrets) is sealed with AES-GCM under a key file beside the store (see sealing.py): the file
+never holds an env value in clear. ``PRAGMA user_version`` numbers the schema;
+:data:`MIGRATIONS` bring an older file up to date when it is opened.
 
 SQLite calls are blocking; they run on one dedicated thread that owns the connection, so the
 event loop never waits on a disk sync and the connection is never shared between threads.
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import fastjson
+from .sealing import EnvSealer, UnsealError, key_path_for
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,24 @@ CREATE TABLE jupyter_sessions (
     type TEXT NOT NULL
 );
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+
+
+def seal_clear_env(db: sqlite3.Connection, sealer: EnvSealer) -> None:
+    """Version 4: ``sandboxes.env`` holds a sealed token, never the values in clear. A live
+    row's env is sealed (its sandbox may still be re-adopted); a deleted row's is dropped."""
+    rows = db.execute("SELECT id, env, deleted_at FROM sandboxes").fetchall()
+    for sandbox_id, env, deleted_at in rows:
+        clear = {} if deleted_at is not None else json.loads(env)
+        db.execute("UPDATE sandboxes SET env = ? WHERE id = ?",
+                   (sealer.seal(clear, sandbox_id), sandbox_id))
+
+
+# A step is SQL, or a function of the connection and the sealer (what SQL cannot do).
+Migration = str | Callable[[sqlite3.Connection, EnvSealer], None]
+MIGRATIONS: tuple[Migration, ...] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, seal_clear_env)
 SCHEMA_VERSION = len(MIGRATIONS)
+# the first version whose file holds no env value in clear
+SEALED_ENV_VERSION = MIGRATIONS.index(seal_clear_env) + 1
 
 
 class StoreVersionError(RuntimeError):
@@ -246,8 +265,10 @@ _HANDLERS: dict[str, Callable[[CellRecorder, dict[str, Any]], None]] = {
 class HistoryStore:
     """Sandboxes and their executed cells in one SQLite file; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key_path: Path | None = None) -> None:
         self.path = path
+        self.key_path = key_path or key_path_for(path)
+        self._sealer: EnvSealer | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
 
@@ -259,19 +280,22 @@ class HistoryStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        sealer = EnvSealer.from_key_file(self.key_path)  # refuses a key others could read
         db = sqlite3.connect(self.path, isolation_level=None)  # autocommit; one writer thread
+        # zero what a row's update or delete frees, so no old value lingers in free space
+        db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a gateway crash (kill -9), only an OS crash or power
         # loss can drop the last commits; FULL would fsync on every cell.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         try:
-            migrate(db)
+            migrate(db, sealer)
         except BaseException:
             db.close()
             raise
-        self.path.chmod(0o600)  # code, outputs and env may hold secrets
-        self._db = db
+        self.path.chmod(0o600)  # code and outputs may hold secrets
+        self._db, self._sealer = db, sealer
 
     @property
     def is_open(self) -> bool:
@@ -282,9 +306,14 @@ class HistoryStore:
         assert self._db is not None, "HistoryStore.open() was not awaited"
         return self._db
 
+    @property
+    def sealer(self) -> EnvSealer:
+        assert self._sealer is not None, "HistoryStore.open() was not awaited"
+        return self._sealer
+
     async def add_sandbox(self, record: SandboxRecord) -> None:
         await self._run(self.db.execute, f"INSERT INTO sandboxes ({RECORD_COLUMNS}) VALUES "
-                        f"({', '.join('?' * len(RECORD_FIELDS))})", _row(record))
+                        f"({', '.join('?' * len(RECORD_FIELDS))})", _row(record, self.sealer))
 
     async def update_container(self, sandbox_id: str, instance_id: str, container_id: str,
                                language_info: dict[str, Any]) -> None:
@@ -297,7 +326,7 @@ class HistoryStore:
         """Records not deleted: the sandboxes a crashed run of this gateway left claimed."""
         rows = await self._run(lambda: self.db.execute(
             f"SELECT {RECORD_COLUMNS} FROM sandboxes WHERE deleted_at IS NULL").fetchall())
-        return [_record(row) for row in rows]
+        return [_record(row, self.sealer) for row in rows]
 
     async def mark_deleted(self, sandbox_id: str, reason: str = "deleted") -> None:
         await self._run(self.db.execute, "UPDATE sandboxes SET deleted_at = ?, deleted_reason = ?"
@@ -380,14 +409,38 @@ async def remember(operation: Awaitable[None]) -> None:
         log.exception("could not write to the history store")
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection, sealer: EnvSealer) -> None:
     """Bring the file to :data:`SCHEMA_VERSION`, one transaction per step."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreVersionError(f"the store was written by a newer Sandcell (schema {version}, "
                                 f"this one knows {SCHEMA_VERSION}); upgrade Sandcell")
     for step in range(version, SCHEMA_VERSION):
-        db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;")
+        _migrate_step(db, sealer, step)
+    if version < SEALED_ENV_VERSION:
+        scrub(db)
+
+
+def _migrate_step(db: sqlite3.Connection, sealer: EnvSealer, step: int) -> None:
+    migration = MIGRATIONS[step]
+    if isinstance(migration, str):
+        db.executescript(f"BEGIN; {migration} PRAGMA user_version = {step + 1}; COMMIT;")
+        return
+    db.execute("BEGIN")
+    try:
+        migration(db, sealer)
+        db.execute(f"PRAGMA user_version = {step + 1}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def scrub(db: sqlite3.Connection) -> None:
+    """Leave no copy of a value the migration sealed: VACUUM rewrites the file from its live
+    rows, and a truncating checkpoint empties the WAL, which held the old pages too."""
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 JUPYTER_SESSION_COLUMNS = ("id", "sandbox_id", "tenant", "path", "name", "type")
@@ -396,17 +449,29 @@ RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
 JSON_FIELDS = frozenset({"metadata", "env", "language_info"})
 
 
-def _row(record: SandboxRecord) -> tuple[Any, ...]:
-    return tuple(json.dumps(getattr(record, name)) if name in JSON_FIELDS
+def _row(record: SandboxRecord, sealer: EnvSealer) -> tuple[Any, ...]:
+    return tuple(sealer.seal(record.env, record.id) if name == "env"
+                 else json.dumps(getattr(record, name)) if name in JSON_FIELDS
                  else getattr(record, name) for name in RECORD_FIELDS)
 
 
-def _record(row: tuple[Any, ...]) -> SandboxRecord:
+def _record(row: tuple[Any, ...], sealer: EnvSealer) -> SandboxRecord:
     """A row back into a record; a row migrated from version 1 has NULLs where it knew less."""
-    values = {name: json.loads(value) if name in JSON_FIELDS else value
+    values = {name: json.loads(value) if name in JSON_FIELDS - {"env"} else value
               for name, value in zip(RECORD_FIELDS, row)}
     values = {name: value for name, value in values.items() if value is not None}
+    values["env"] = _unseal(sealer, values["env"], values["id"])
     return SandboxRecord(**values)
+
+
+def _unseal(sealer: EnvSealer, token: str, sandbox_id: str) -> dict[str, str]:
+    """The record's env; a token this key cannot open (the key file was replaced) costs only
+    the env's re-apply on a later restart, not the re-adoption of the sandbox."""
+    try:
+        return sealer.open(token, sandbox_id)
+    except UnsealError as exc:
+        log.warning("%s; its env is not re-applied if it is restarted", exc)
+        return {}
 
 
 def _cell(position: int, code: str, execution_count: int | None, status: str | None,

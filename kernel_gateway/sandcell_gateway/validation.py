@@ -86,7 +86,7 @@ def _check(name: str, body: dict[str, Any], field: Field) -> None:
     if field.key_pattern is not None:
         _check_pattern(name, "key", list(value), field.key_pattern)
     if field.value_pattern is not None:
-        _check_pattern(name, "value of", list(value.values()), field.value_pattern)
+        _check_values(name, value, field.value_pattern)
 
 
 def _check_pattern(name: str, what: str, texts: list[str], pattern: re.Pattern[str]) -> None:
@@ -94,6 +94,14 @@ def _check_pattern(name: str, what: str, texts: list[str], pattern: re.Pattern[s
     if bad:
         raise BadRequest(f"field {name!r} has an invalid {what} {bad[0]!r}: "
                          f"each must match {pattern.pattern}")
+
+
+def _check_values(name: str, value: dict[str, str], pattern: re.Pattern[str]) -> None:
+    # names the key, never the value: env values are mostly secrets
+    bad = [key for key, text in value.items() if not pattern.fullmatch(text)]
+    if bad:
+        raise BadRequest(f"field {name!r} has an invalid value for {bad[0]!r} (not shown): "
+                         f"each value must match {pattern.pattern}")
 
 
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:

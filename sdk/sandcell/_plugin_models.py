@@ -7,12 +7,12 @@ Both clients use these, so ``Plugin.invoke`` behaves the same in ``Client`` and
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 from urllib.parse import quote
 
 from ._exceptions import PluginError, SandboxError
+from ._progress import progress_sink
 
 __all__ = [
     "CompletedEvent",
@@ -218,36 +218,22 @@ def invoke_body(inputs: dict[str, Any], timeout: float | None) -> dict[str, Any]
 
 
 class ProgressReporter:
-    """Feeds progress events to ``on_progress`` and, when tqdm is installed and ``show`` is
-    true, to a tqdm bar (``tqdm.auto``: a widget in notebooks, text in terminals)."""
+    """Feeds progress events to ``on_progress`` and, when ``show`` is true, to the progress
+    display that suits where it is (see ``_progress.py``): a tqdm widget in a notebook, a tqdm
+    bar on a terminal, a few plain lines in a file or a pipe."""
 
     def __init__(self, name: str, show: bool, on_progress: Callable[[ProgressEvent], object] | None) -> None:
         self._on_progress = on_progress
-        self._bar = _progress_bar(name) if show else None
-        self._at = 0.0
+        self._sink = progress_sink(name) if show else None
 
     def __call__(self, event: PluginEvent) -> None:
         if not isinstance(event, ProgressEvent):
             return
         if self._on_progress is not None:
             self._on_progress(event)
-        if self._bar is not None:
-            self._bar.update(max(0.0, event.percent - self._at))
-            self._at = max(self._at, event.percent)
-            if event.message:
-                self._bar.set_postfix_str(event.message, refresh=True)
+        if self._sink is not None:
+            self._sink.update(event.percent, event.message)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _progress_bar(name: str) -> Any:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tqdm.auto may warn about notebook detection
-            from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=100, desc=name, unit="%", leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        if self._sink is not None:
+            self._sink.close()

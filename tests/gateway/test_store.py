@@ -220,7 +220,7 @@ async def test_a_store_from_the_first_schema_is_migrated_in_place(tmp_path: Path
     assert live[0].container_id == "" and live[0].instance_id == SBX
     assert notebook is not None and [c["source"] for c in notebook["cells"]] == ["x = 1"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
     store = HistoryStore(path)  # opening again is a no-op, not a second ALTER TABLE
     await store.open()

@@ -28,7 +28,7 @@ def test_empty_body_is_an_empty_object() -> None:
     (b'{"env": {"": "1"}}', "invalid_request", "invalid key ''"),
     (b'{"env": {"1A": "1"}}', "invalid_request", "invalid key '1A'"),
     (b'{"env": {"A\\n": "1"}}', "invalid_request", "invalid key 'A\\n'"),
-    (b'{"env": {"A": "x\\u0000y"}}', "invalid_request", "invalid value of 'x\\x00y'"),
+    (b'{"env": {"A": "x\\u0000y"}}', "invalid_request", "invalid value for 'A' (not shown)"),
     (b'\xff', "invalid_json", "not valid JSON"),
 ])
 def test_rejects_bad_create_bodies(raw: bytes, code: str, words: str) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import docker
@@ -330,3 +333,26 @@ def test_a_worker_that_dies_between_calls_is_never_handed_out(gateway: Gateway) 
     assert after[-1]["msg_type"] == "completed", after[-1]
     assert after[0]["content"]["worker_id"] != worker
     assert after[-1]["content"]["output"]["calls"] == 1
+
+
+PIPED_SCRIPT = """
+import sandcell
+with sandcell.Client() as client:
+    for n in range(3):
+        print(client.plugins.get("add_numbers").invoke(operand1=n, operand2=1)["result"])
+"""
+
+
+def test_progress_in_a_piped_script_is_a_few_clean_lines(gateway: Gateway) -> None:
+    """A script whose output goes to a pipe (a log, CI): no bar redraws, only whole lines."""
+    env = {**os.environ, "SANDCELL_URL": gateway.url, "SANDCELL_TOKEN": gateway.token}
+    completed = subprocess.run([sys.executable, "-c", PIPED_SCRIPT], env=env, timeout=120,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = completed.stdout.decode()
+    assert completed.returncode == 0, output
+    assert "\r" not in output and "\x1b" not in output, repr(output)  # no redraws, no escapes
+    lines = output.splitlines()
+    assert [line for line in lines if not line.startswith("add_numbers: ")] == \
+        ["1.0", "2.0", "3.0"], output
+    # per invocation: its 0% and its 100%, each a whole line
+    assert lines.count("add_numbers: 100% done") == 3 and len(lines) <= 3 * 3, output

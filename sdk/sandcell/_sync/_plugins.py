@@ -147,8 +147,9 @@ class Plugin:
     ) -> dict[str, Any]:
         """Run the plugin on a fresh worker with ``inputs``; return its output.
 
-        Progress shows as a tqdm bar when tqdm is installed and ``progress`` is true, and
-        goes to ``on_progress``. Raises ``PluginError`` when the invocation fails and
+        When ``progress`` is true, progress shows on stderr as a tqdm widget in a notebook, a
+        tqdm bar on a terminal, or a few plain lines in a file or pipe (docs/plugins.md); it
+        always goes to ``on_progress``. Raises ``PluginError`` when the invocation fails and
         ``BadRequestError`` (code ``invalid_input``) when ``inputs`` do not match the schema.
         """
         reporter = ProgressReporter(self.name, progress, on_progress)
