@@ -208,7 +208,23 @@ def test_unimplemented_methods_are_405_with_allow(unchanged: httpx.Client, world
     missing = next(m for m in ("PUT", "PATCH", "DELETE", "POST") if m not in methods(handler))
     response = unchanged.request(missing, path, content=b"{}")
     assert assert_json_error(response, 405)["code"] == "method_not_allowed"
-    assert set(response.headers["Allow"].split(", ")) == set(methods(handler))
+    assert set(response.headers["Allow"].split(", ")) == {*methods(handler), "OPTIONS"}
+
+
+@pytest.mark.parametrize(("pattern", "handler"), ROUTES, ids=[p for p, _ in ROUTES])
+def test_options_needs_no_token_and_lists_allow(unchanged: httpx.Client, gateway: Gateway,
+                                                world: dict[str, str], pattern: str,
+                                                handler: Any) -> None:
+    """A browser's CORS preflight carries no token. This gateway has no [gateway.cors], so
+    the answer has no CORS header (tests/integration/test_cors.py has a gateway with one)."""
+    path = with_id(pattern, world[target(pattern) or ""]) if PARAM in pattern else pattern
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}
+    response = httpx.options(f"{gateway.url}{path}", headers=preflight, timeout=30)
+    assert response.status_code == 204, response.text
+    assert set(response.headers["Allow"].split(", ")) == {*methods(handler), "OPTIONS"}
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")
+                or h.lower() == "vary"], response.headers
 
 
 def test_a_refused_request_leaves_the_connection_open(gateway: Gateway) -> None:
