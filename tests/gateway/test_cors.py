@@ -5,6 +5,8 @@ The real browser is in tests/integration/test_cors.py.
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,12 @@ def test_cors_must_be_a_table(tmp_path: Path) -> None:
     path.write_text('[gateway]\ncors = "https://a.example"\n')
     with pytest.raises(ConfigError, match=r"\[gateway.cors\] must be a table"):
         load_config(path)
+
+
+def test_the_readmes_cors_table_shows_the_defaults() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n[gateway]\n", 1)[1].split("```", 1)[0]
+    table = tomllib.loads("[gateway]\n" + block)["gateway"]["cors"]
+    shown = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+    assert CorsConfig(**shown) == CorsConfig()
+    assert set(shown) == {f.name for f in dataclasses.fields(CorsConfig)}

@@ -28,7 +28,7 @@ from sandcell_gateway.jupyter_bridge import kernel_id_of
 from sandcell_gateway.plugins import handlers as plugin_handlers
 from sandcell_gateway.testing import GatewayProcess, wait_for
 
-from .test_bad_input import PARAM, methods
+from .test_bad_input import methods, with_id
 
 pytestmark = pytest.mark.docker
 
@@ -247,7 +247,7 @@ def test_every_route_answers_a_preflight_without_a_token(gateway: GatewayProcess
     origin gets the CORS headers, another origin only ``Vary: Origin``."""
     allowed, other = origins
     for pattern, handler in ROUTES:
-        path = pattern.replace(PARAM, "sbx_0000000000000000").replace("\\.", ".")
+        path = with_id(pattern, "sbx_0000000000000000")
         allows = {*methods(handler), "OPTIONS"}
         for origin in (allowed, other):
             answer = httpx.options(f"{gateway.url}{path}", timeout=30, headers={
