@@ -1,5 +1,5 @@
 """The base of every gateway handler: token auth (to a tenant), JSON bodies, one JSON
-``write_error``."""
+``write_error``, CORS headers and ``OPTIONS``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tornado.http1connection
 import tornado.httputil
 import tornado.web
 
+from .cors import CorsPolicy
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
                      Unauthorized)
 from .service import SandboxService
@@ -71,6 +72,7 @@ class Deps:
     max_body_size: int = 1 << 20
     websocket_max_message_size: int = 10 << 20
     plugins: PluginService | None = None  # None: the plugin runtime is disabled
+    cors: CorsPolicy = dataclasses.field(default_factory=CorsPolicy)  # default: CORS off
 
 
 @tornado.web.stream_request_body
@@ -79,6 +81,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     After ``prepare``, ``self.tenant`` is the tenant the token belongs to (None on public
     routes); handlers pass it to the services, which enforce isolation and limits.
+    ``OPTIONS`` needs no token on any route: browsers send their CORS preflight without one.
     """
 
     public = False  # True for routes that need no token
@@ -90,12 +93,21 @@ class BaseHandler(tornado.web.RequestHandler):
         self.max_body_size = deps.max_body_size
         self._body = bytearray()
         self._body_overflow = False
+        self._set_cors_headers()
 
     def set_default_headers(self) -> None:
-        # runs again when an error clears the headers, so errors carry the same id
+        # runs again when an error clears the headers, so errors carry the same id and CORS
+        # headers (a page can read the error); the first run comes before initialize()
         if not hasattr(self, "request_id"):
             self.request_id = uuid.uuid4().hex
         self.set_header("X-Request-Id", self.request_id)
+        if hasattr(self, "deps"):
+            self._set_cors_headers()
+
+    def _set_cors_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        for name, value in self.deps.cors.response_headers(origin).items():
+            self.set_header(name, value)
 
     def prepare(self) -> None:
         if self.request.connection is not None and hasattr(self.request.connection, "stream"):
@@ -103,7 +115,7 @@ class BaseHandler(tornado.web.RequestHandler):
         tenant = self._authenticate()
         if tenant is not None:
             self.tenant = tenant
-        elif not self.public:
+        elif not self.public and self.request.method != "OPTIONS":
             raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
                                "(the gateway prints its token at start)")
         declared = self.request.headers.get("Content-Length", "")
@@ -159,11 +171,26 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             code, message = "internal_error", f"the gateway failed: {exc!r}"
         if status_code == 405:
-            self.set_header("Allow", ", ".join(self.allowed_methods()))
+            self.set_allow_header()
         if isinstance(exc, TooManyRequests):
             self.set_header("Retry-After", str(exc.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish({"error": {"code": code, "message": message, "request_id": self.request_id}})
+
+    def options(self, *args: str) -> None:
+        """What the route allows (``Allow``); to a CORS preflight from an allowed origin, also
+        what the page may send. Without a token: the browser sends none on a preflight."""
+        self.set_allow_header()
+        if self.request.headers.get("Access-Control-Request-Method"):
+            origin = self.request.headers.get("Origin")
+            for name, value in self.deps.cors.preflight_headers(
+                    origin, self.allowed_methods()).items():
+                self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
+
+    def set_allow_header(self) -> None:
+        self.set_header("Allow", ", ".join(self.allowed_methods()))
 
     def allowed_methods(self) -> list[str]:
         """The methods this handler implements (RFC 9110: a 405 must list them)."""

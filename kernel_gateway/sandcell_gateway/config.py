@@ -11,6 +11,9 @@ Example ``sandcell.toml``::
     websocket_max_message_size = 10485760  # bytes of one Jupyter WebSocket message; closes 1009
     max_sandboxes = 64       # claimed sandboxes, all tenants together
 
+    [gateway.cors]           # browser pages on these origins may call the gateway (off by default)
+    allow_origin = ["https://app.example.com", "http://localhost:3000"]
+
     [templates.python]
     min_ready = 2
     max_total = 16
@@ -118,6 +121,75 @@ class PluginsConfig:
             raise ConfigError("[plugins]: need 0 <= min_ready <= max_total and max_total >= 1")
 
 
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@\s]+$")  # scheme://host[:port], no path
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_CORS = "[gateway.cors]"
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _as_origin(text: str) -> str:
+    """An origin as a browser serialises it (lower case, no default port, no ``/``), so the
+    configured one compares equal to the ``Origin`` header."""
+    origin = text.strip().lower().rstrip("/")
+    port = _DEFAULT_PORTS.get(origin.partition("://")[0], "")
+    return origin[:-len(port)] if port and origin.endswith(port) else origin
+
+
+@dataclasses.dataclass(frozen=True)
+class CorsConfig:
+    """``[gateway.cors]``: which browser origins may read the gateway's answers.
+
+    The six keys are Jupyter Kernel Gateway's. CORS is off until ``allow_origin`` names an
+    origin; ``"*"`` (any origin) must be asked for. An empty ``allow_methods`` means each
+    route's own methods. :func:`load_config` also takes a single string for the lists.
+
+    >>> CorsConfig(allow_origin=("https://App.example.com:443/", "*")).allow_origin
+    ('https://app.example.com', '*')
+    """
+
+    allow_origin: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    allow_headers: tuple[str, ...] = ("Authorization", "Content-Type")
+    allow_methods: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ("Content-Disposition", "Location", "Retry-After",
+                                       "X-Request-Id")
+    max_age: int = 600  # seconds a browser may cache a preflight answer
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_origin", tuple(map(_as_origin, self.allow_origin)))
+        object.__setattr__(self, "allow_methods", tuple(m.upper() for m in self.allow_methods))
+        self._check()
+
+    def _check(self) -> None:
+        for origin in self.allow_origin:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ConfigError(f"{_CORS} allow_origin: {origin!r} is not an origin; write "
+                                  "scheme://host[:port] as the browser sends it, e.g. "
+                                  "'https://app.example.com' (no path), or '*' for any")
+        if "*" in self.allow_origin and self.allow_credentials:
+            raise ConfigError(f"{_CORS}: browsers refuse credentials with allow_origin '*'; "
+                              "list the origins, or set allow_credentials = false")
+        self._check_names()
+        if isinstance(self.max_age, bool) or not isinstance(self.max_age, int) \
+                or self.max_age < 0:
+            raise ConfigError(f"{_CORS} max_age must be a whole number of seconds >= 0, "
+                              f"got {self.max_age!r}")
+        if not isinstance(self.allow_credentials, bool):
+            raise ConfigError(f"{_CORS} allow_credentials must be true or false, "
+                              f"got {self.allow_credentials!r}")
+
+    def _check_names(self) -> None:
+        for key in ("allow_headers", "expose_headers"):
+            bad = [h for h in getattr(self, key) if not _HEADER_NAME.match(h)]
+            if bad:
+                raise ConfigError(f"{_CORS} {key}: {bad[0]!r} is not a header name")
+        bad = [m for m in self.allow_methods if m not in _METHODS]
+        if bad:
+            raise ConfigError(f"{_CORS} allow_methods: {bad[0]!r} is not one of "
+                              f"{', '.join(_METHODS)}")
+
+
 DEFAULT_TENANT = "default"
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -186,6 +258,7 @@ class GatewayConfig:
         default_factory=lambda: {"python": TemplateConfig("python")}
     )
     plugins: PluginsConfig = PluginsConfig()
+    cors: CorsConfig = CorsConfig()  # off: no origin allowed
     # The Docker Engine API endpoint ("unix:///...", "tcp://host:2375"); "" means what
     # docker.from_env() picks: $DOCKER_HOST (and its TLS variables), else the local socket.
     docker_host: str = ""
@@ -243,6 +316,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GatewayConf
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     gateway = _known(raw.get("gateway", {}), GatewayConfig, "[gateway]")
     gateway.update({k: v for k, v in overrides.items() if v is not None})
+    gateway["cors"] = _cors(gateway.pop("cors", {}))
     for key in ("state_dir", "runtime_dir", "store_path"):
         if key in gateway:
             gateway[key] = Path(gateway[key]).expanduser()
@@ -269,6 +343,24 @@ def _tenants(raw: Any) -> dict[str, TenantConfig]:
         if tenant.token_sha256:
             owners[tenant.token_sha256] = tenant.name
     return tenants
+
+
+def _cors(raw: Any) -> CorsConfig:
+    """``[gateway.cors]``; each list may be one string, commas separating several (the form of
+    Jupyter Kernel Gateway's options, so its settings carry over)."""
+    fields = _known(raw, CorsConfig, _CORS)
+    for key in ("allow_origin", "allow_headers", "allow_methods", "expose_headers"):
+        if key in fields:
+            fields[key] = _strings(fields[key], f"{_CORS} {key}")
+    return CorsConfig(**fields)
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, or one string")
+    return tuple(v.strip() for v in value if v.strip())
 
 
 def _plugins(raw: Any, here: Path) -> PluginsConfig:

@@ -18,6 +18,7 @@ from .base import BaseHandler
 from .errors import BadRequest, NotFound
 from .jupyter_bridge import JupyterState, find_sandbox, jupyter_state, kernel_id_of
 from .jupyter_channels import KernelChannelsHandler
+from .openapi import jupyter_swagger
 from .sandbox import Sandbox
 from .validation import ENV_NAME, ENV_VALUE, decode_object
 from .service import SandboxService
@@ -123,6 +124,22 @@ class JupyterHandler(BaseHandler):
 class ApiVersionHandler(JupyterHandler):
     def get(self) -> None:
         self.write_json({"version": __version__})
+
+
+class SwaggerJSONHandler(BaseHandler):
+    """The Jupyter routes' OpenAPI document, where Kernel Gateway's tools fetch it. No token,
+    as ``/api/v1/openapi.json``: it describes the API, no tenant's data."""
+
+    public = True
+    media_type = "application/json"
+
+    def get(self) -> None:
+        self.set_header("Content-Type", self.media_type)
+        self.finish(jupyter_swagger(self.media_type))
+
+
+class SwaggerYAMLHandler(SwaggerJSONHandler):
+    media_type = "application/yaml"
 
 
 class KernelSpecsHandler(JupyterHandler):
@@ -257,9 +274,12 @@ class SessionHandler(SessionStoreHandler):
             pass  # the kernel was already deleted
         self.no_content()
 
+
 _ID = r"([^/]+)"
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
     (r"/api", ApiVersionHandler),
+    (r"/api/swagger\.json", SwaggerJSONHandler),
+    (r"/api/swagger\.yaml", SwaggerYAMLHandler),
     (r"/api/kernelspecs", KernelSpecsHandler),
     (rf"/api/kernelspecs/{_ID}", KernelSpecHandler),
     (r"/api/kernels", KernelsHandler),

@@ -1,12 +1,18 @@
-"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``.
+"""The OpenAPI 3.1 documents: ``/api/v1/openapi.json`` for Sandcell's own routes, and
+``/api/swagger.json`` (and ``.yaml``) for the Jupyter routes, where tools written for Jupyter
+Kernel Gateway look for it.
 
-tests/gateway/test_openapi.py keeps it in step with ``handlers.ROUTES``.
+tests/gateway/test_openapi.py keeps them in step with the route tables.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from typing import Any
+
+import yaml
 
 from . import __version__
 from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS
@@ -210,13 +216,197 @@ def openapi_document(templates: list[str] | None = None,
             for operation in paths[path].values():
                 operation["parameters"] = [{**_NAME_PARAM, "schema": {
                     "type": "string", "enum": plugins}}]
+    return _document("Sandcell gateway", "Warm, hardened Jupyter kernels as sandboxes. "
+                     "See docs/api.md.", paths, schemas)
+
+
+def _document(title: str, description: str, paths: dict[str, Any], schemas: dict[str, Any],
+              schemes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The frame both documents share: Bearer auth (plus ``schemes``, any of which will do)."""
+    schemes = {"bearer": {"type": "http", "scheme": "bearer"}, **(schemes or {})}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Sandcell gateway", "version": __version__,
-                 "description": "Warm, hardened Jupyter kernels as sandboxes. See docs/api.md."},
+        "info": {"title": title, "version": __version__, "description": description},
         "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
+        "security": [{name: []} for name in schemes],
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"schemas": schemas, "securitySchemes": schemes},
     }
+
+
+# --- The Jupyter routes (jupyter_api.ROUTES; docs/jupyter.md) ---------------------------------
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_TEXT = {"type": ["string", "null"]}  # Jupyter Server sends null for "not given"
+_OBJECT = {"type": ["object", "null"]}
+JUPYTER_SCHEMAS: dict[str, Any] = {
+    "Error": SCHEMAS["Error"],
+    "ApiVersion": {"type": "object", "required": ["version"],
+                   "properties": {"version": {"type": "string"}}},
+    "KernelSpec": {
+        "type": "object", "required": ["name", "spec", "resources"],
+        "properties": {
+            "name": {"type": "string", "description": "the template's name"},
+            "resources": {"type": "object"},
+            "spec": {"type": "object", "required": ["argv", "display_name", "language"],
+                     "properties": {
+                         "argv": {"type": "array", "items": {"type": "string"}},
+                         "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                         "display_name": {"type": "string"}, "language": {"type": "string"},
+                         "interrupt_mode": {"type": "string", "enum": ["message", "signal"]},
+                         "metadata": {"type": "object"}}}},
+    },
+    "KernelSpecs": {
+        "type": "object", "required": ["default", "kernelspecs"],
+        "properties": {"default": {"type": "string"}, "kernelspecs": {
+            "type": "object", "additionalProperties": _ref("KernelSpec")}},
+    },
+    "Kernel": {
+        "type": "object",
+        "required": ["id", "name", "last_activity", "execution_state", "connections"],
+        "properties": {
+            "id": {"type": "string", "description": "the sandbox's id, hyphenated "
+                   "(sbx_0123456789abcdef is sbx-0123-4567-89ab-cdef)"},
+            "name": {"type": "string", "description": "the kernelspec (template)"},
+            "last_activity": {"type": "string", "format": "date-time"},
+            "execution_state": {"type": "string"},
+            "connections": {"type": "integer", "minimum": 0}},
+    },
+    "StartKernel": {
+        "type": "object", "description": "unknown fields are ignored, as Jupyter Server does",
+        "properties": {"name": _TEXT | {"description": "kernelspec; default python"},
+                       "env": _OBJECT | {"description": "only KERNEL_* variables are used"}},
+    },
+    "Session": {
+        "type": "object", "required": ["id", "path", "name", "type", "kernel"],
+        "properties": {
+            "id": {"type": "string"}, "path": {"type": "string"}, "name": {"type": "string"},
+            "type": {"type": "string"}, "kernel": _ref("Kernel"),
+            "notebook": {"type": "object", "properties": {
+                "path": {"type": "string"}, "name": {"type": "string"}}}},
+    },
+    "SessionRequest": {
+        "type": "object", "description": "unknown fields are ignored, as Jupyter Server does",
+        "properties": {
+            "path": _TEXT, "name": _TEXT, "type": _TEXT,
+            "kernel": _OBJECT | {"description": "id: an existing kernel; else name (and env) "
+                                 "of one to start", "properties": {
+                                     "id": _TEXT, "name": _TEXT, "env": _OBJECT}},
+            "notebook": _OBJECT | {"properties": {"path": _TEXT, "name": _TEXT}}},
+    },
+}
+_KERNEL_ID = {"name": "kernel_id", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "sbx-0123-4567-89ab-cdef, or the sandbox id sbx_0123456789abcdef"}
+_JUPYTER_PARAMS = {
+    "kernel_id": _KERNEL_ID,
+    "kernel_name": {"name": "kernel_name", "in": "path", "required": True,
+                    "schema": {"type": "string"}},
+    "session_id": {"name": "session_id", "in": "path", "required": True,
+                   "schema": {"type": "string"}},
+}
+
+
+def _jupyter_op(summary: str, responses: dict[str, Any], param: str | None = None,
+                body: str | None = None) -> dict[str, Any]:
+    op = _op(summary, responses, body=body)
+    if param:
+        op["parameters"] = [_JUPYTER_PARAMS[param]]
+    return op
+
+
+def _channels_op() -> dict[str, Any]:
+    op = _jupyter_op("The kernel's WebSocket (Jupyter's v1.kernel.websocket.jupyter.org "
+                     "protocol, or the legacy JSON one); docs/jupyter.md",
+                     {"101": {"description": "switching to the WebSocket"}}
+                     | _errors(400, 404, 409), "kernel_id")
+    op["parameters"].append({"name": "session_id", "in": "query", "required": False,
+                             "schema": {"type": "string"}})
+    return op
+
+
+def _kernel_paths() -> dict[str, Any]:
+    kernel, none = _json(_ref("Kernel"), "kernel"), {"204": {"description": "done"}}
+    return {
+        "/api/kernels": {
+            "get": _jupyter_op("List the tenant's kernels", {"200": _json(
+                {"type": "array", "items": _ref("Kernel")}, "kernels")} | _errors()),
+            "post": _jupyter_op("Start a kernel: claim a warm sandbox", {"201": kernel}
+                                | _errors(400, 404, 413, 429, 503), body="StartKernel")},
+        "/api/kernels/{kernel_id}": {
+            "get": _jupyter_op("Describe a kernel", {"200": kernel} | _errors(404), "kernel_id"),
+            "delete": _jupyter_op("Shut down a kernel (destroys its sandbox)",
+                                  none | _errors(404, 503), "kernel_id")},
+        "/api/kernels/{kernel_id}/interrupt": {"post": _jupyter_op(
+            "Interrupt the running cell", none | _errors(404, 409), "kernel_id")},
+        "/api/kernels/{kernel_id}/restart": {"post": _jupyter_op(
+            "Swap in a fresh warm kernel under the same id", {"200": kernel}
+            | _errors(404, 409, 429, 503), "kernel_id")},
+        "/api/kernels/{kernel_id}/channels": {"get": _channels_op()},
+    }
+
+
+def _session_paths() -> dict[str, Any]:
+    session = _json(_ref("Session"), "session")
+    return {
+        "/api/sessions": {
+            "get": _jupyter_op("List the tenant's sessions", {"200": _json(
+                {"type": "array", "items": _ref("Session")}, "sessions")} | _errors()),
+            "post": _jupyter_op("Create a session (or return the one with this path)",
+                                {"201": session} | _errors(400, 404, 413, 429, 503),
+                                body="SessionRequest")},
+        "/api/sessions/{session_id}": {
+            "get": _jupyter_op("Describe a session", {"200": session} | _errors(404),
+                               "session_id"),
+            "patch": _jupyter_op("Rename a session or change its kernel", {"200": session}
+                                 | _errors(400, 404, 413, 429, 503), "session_id",
+                                 body="SessionRequest"),
+            "delete": _jupyter_op("Delete a session and its kernel",
+                                  {"204": {"description": "done"}} | _errors(404),
+                                  "session_id")},
+    }
+
+
+def _jupyter_paths() -> dict[str, Any]:
+    def public(summary: str, media: str) -> dict[str, Any]:
+        return {"get": {"summary": summary, "security": [], "responses": {"200": {
+            "description": "the document", "content": {media: {"schema": {"type": "object"}}}}}}}
+
+    specs = _json(_ref("KernelSpecs"), "kernelspecs")
+    return {
+        "/api": {"get": _jupyter_op("The API version", {"200": _json(
+            _ref("ApiVersion"), "version")} | _errors())},
+        "/api/kernelspecs": {"get": _jupyter_op("One kernelspec per template",
+                                                {"200": specs} | _errors())},
+        "/api/kernelspecs/{kernel_name}": {"get": _jupyter_op(
+            "One kernelspec", {"200": _json(_ref("KernelSpec"), "kernelspec")} | _errors(404),
+            "kernel_name")},
+        **_kernel_paths(), **_session_paths(),
+        "/api/swagger.json": public("This document (JSON)", "application/json"),
+        "/api/swagger.yaml": public("This document (YAML)", "application/yaml"),
+    }
+
+
+def jupyter_document() -> dict[str, Any]:
+    """The Jupyter routes' document (``/api/swagger.json``): same shapes as Jupyter Server's."""
+    jupyter_auth = {
+        "token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                  "description": "'token <t>', as Jupyter clients send it"},
+        "query_token": {"type": "apiKey", "in": "query", "name": "token",
+                        "description": "for WebSocket clients, which cannot set headers"}}
+    return _document("Sandcell gateway: Jupyter routes", "Jupyter Server's kernels, "
+                     "kernelspecs and sessions API on warm sandboxes. See docs/jupyter.md.",
+                     _jupyter_paths(), copy.deepcopy(JUPYTER_SCHEMAS), jupyter_auth)
+
+
+@functools.cache
+def jupyter_swagger(media: str) -> str:
+    """``jupyter_document()`` as ``application/json`` or ``application/yaml`` text, made once
+    (the document is the same on every gateway). The YAML is made from the JSON text, so the
+    two say the same thing, and shared parts are written out, not as YAML aliases."""
+    text = json.dumps(jupyter_document(), indent=1)
+    if media == "application/yaml":
+        return str(yaml.safe_dump(json.loads(text), sort_keys=False, width=100))
+    return text

@@ -12,6 +12,7 @@ import tornado.netutil
 
 from .backend import DockerBackend
 from .config import GatewayConfig
+from .cors import CorsPolicy
 from .app import make_app
 from .base import Deps
 from .jupyter_bridge import jupyter_state
@@ -51,7 +52,8 @@ async def serve(config: GatewayConfig) -> None:
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(
         make_app(Deps(service, tenants, config.max_body_size, plugins=plugins,
-                      websocket_max_message_size=config.websocket_max_message_size)),
+                      websocket_max_message_size=config.websocket_max_message_size,
+                      cors=CorsPolicy(config.cors))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
 import re
 
-from sandcell_gateway import handlers
-from sandcell_gateway.openapi import openapi_document
+import tornado.web
+import yaml
+from openapi_spec_validator import validate
+
+from sandcell_gateway import handlers, jupyter_api
+from sandcell_gateway.openapi import jupyter_document, jupyter_swagger, openapi_document
 from sandcell_gateway.plugins import handlers as plugin_handlers
 
 ROUTES = [*handlers.ROUTES, *plugin_handlers.ROUTES]
@@ -47,3 +52,45 @@ def test_rate_limited_operations_document_429_with_retry_after() -> None:
                  "/api/v1/plugins/{name}/invoke", "/api/v1/calculate/{operation}"]:
         response = paths[path]["post"]["responses"]["429"]
         assert response["headers"]["Retry-After"]["schema"]["minimum"] == 1, path
+
+
+# --- /api/swagger.json and .yaml: the Jupyter routes' document --------------------------------
+
+JUPYTER_PARAMETERS = {"/api/kernelspecs/": "{kernel_name}", "/api/kernels/": "{kernel_id}",
+                      "/api/sessions/": "{session_id}"}
+
+
+def _as_jupyter_openapi(pattern: str) -> str:
+    param = next(name for prefix, name in JUPYTER_PARAMETERS.items()
+                 if pattern.startswith(prefix)) if "(" in pattern else ""
+    return re.sub(r"\(\[\^/\]\+\)", param, pattern).replace("\\.", ".")
+
+
+def test_both_documents_are_valid_openapi() -> None:
+    validate(openapi_document(templates=["python"], plugins=["add_numbers"]))
+    validate(jupyter_document())
+
+
+def test_jupyter_document_lists_exactly_the_jupyter_routes_and_their_methods() -> None:
+    served = {_as_jupyter_openapi(pattern): handler for pattern, handler in jupyter_api.ROUTES}
+    paths = jupyter_document()["paths"]
+    assert set(paths) == set(served)
+    base = tornado.web.RequestHandler
+    for path, operations in paths.items():
+        implemented = {m for m in ("get", "post", "patch", "put", "delete")
+                       if getattr(served[path], m) is not getattr(base, m)}
+        assert set(operations) == implemented, path
+
+
+def test_yaml_and_json_say_the_same_thing() -> None:
+    as_json = json.loads(jupyter_swagger("application/json"))
+    assert yaml.safe_load(jupyter_swagger("application/yaml")) == as_json == jupyter_document()
+    assert "&id" not in jupyter_swagger("application/yaml")  # no YAML aliases for tools to trip on
+
+
+def test_swagger_routes_need_no_token_and_the_rest_do() -> None:
+    doc = jupyter_document()
+    public = {path for path, ops in doc["paths"].items()
+              if any(op.get("security") == [] for op in ops.values())}
+    assert public == {"/api/swagger.json", "/api/swagger.yaml"}
+    assert {next(iter(s)) for s in doc["security"]} == {"bearer", "token", "query_token"}

@@ -85,7 +85,13 @@ def target(pattern: str) -> str | None:
 
 
 def with_id(pattern: str, value: str) -> str:
-    return pattern.replace(PARAM, value)
+    """The path a route pattern matches, with ``value`` as its parameter (``\\.`` is a dot)."""
+    return pattern.replace(PARAM, value).replace("\\.", ".")
+
+
+def path_of(pattern: str, world: dict[str, str]) -> str:
+    """The route's path, with a real id in its parameter (if it has one)."""
+    return with_id(pattern, world[target(pattern) or ""] if PARAM in pattern else "")
 
 
 ROUTE_METHODS = [(p, h, m) for p, h in ROUTES for m in methods(h)]
@@ -171,7 +177,7 @@ def test_bad_ids_are_refused(unchanged: httpx.Client, pattern: str, handler: Any
                          ids=[f"{m} {p}" for p, _, m in BODY_ROUTES])
 def test_bad_bodies_are_refused(unchanged: httpx.Client, world: dict[str, str], pattern: str,
                                 handler: Any, method: str) -> None:
-    path = with_id(pattern, world[target(pattern) or ""]) if PARAM in pattern else pattern
+    path = path_of(pattern, world)
     bodies = [*COMMON_BODIES, *(json.dumps(b).encode() for b in BODIES[handler])]
     for body in bodies:
         response = unchanged.request(method, path, content=body)
@@ -183,7 +189,7 @@ def test_bad_bodies_are_refused(unchanged: httpx.Client, world: dict[str, str], 
 def test_oversized_bodies_and_missing_tokens_are_refused(
         unchanged: httpx.Client, gateway: Gateway, world: dict[str, str], pattern: str,
         handler: Any, method: str) -> None:
-    path = with_id(pattern, world[target(pattern) or ""]) if PARAM in pattern else pattern
+    path = path_of(pattern, world)
     huge = b" " * ((1 << 20) + 1)  # the fixture's max_body_size is the default, 1 MiB
     error = assert_json_error(unchanged.request(method, path, content=huge), 413, 401)
     assert error["code"] in ("body_too_large", "unauthorized")
@@ -204,11 +210,27 @@ def test_any_body_size_gets_a_json_413(unchanged: httpx.Client) -> None:
 @pytest.mark.parametrize(("pattern", "handler"), ROUTES, ids=[p for p, _ in ROUTES])
 def test_unimplemented_methods_are_405_with_allow(unchanged: httpx.Client, world: dict[str, str],
                                                   pattern: str, handler: Any) -> None:
-    path = with_id(pattern, world[target(pattern) or ""]) if PARAM in pattern else pattern
+    path = path_of(pattern, world)
     missing = next(m for m in ("PUT", "PATCH", "DELETE", "POST") if m not in methods(handler))
     response = unchanged.request(missing, path, content=b"{}")
     assert assert_json_error(response, 405)["code"] == "method_not_allowed"
-    assert set(response.headers["Allow"].split(", ")) == set(methods(handler))
+    assert set(response.headers["Allow"].split(", ")) == {*methods(handler), "OPTIONS"}
+
+
+@pytest.mark.parametrize(("pattern", "handler"), ROUTES, ids=[p for p, _ in ROUTES])
+def test_options_needs_no_token_and_lists_allow(unchanged: httpx.Client, gateway: Gateway,
+                                                world: dict[str, str], pattern: str,
+                                                handler: Any) -> None:
+    """A browser's CORS preflight carries no token. This gateway has no [gateway.cors], so
+    the answer has no CORS header (tests/integration/test_cors.py has a gateway with one)."""
+    path = path_of(pattern, world)
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}
+    response = httpx.options(f"{gateway.url}{path}", headers=preflight, timeout=30)
+    assert response.status_code == 204, response.text
+    assert set(response.headers["Allow"].split(", ")) == {*methods(handler), "OPTIONS"}
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")
+                or h.lower() == "vary"], response.headers
 
 
 def test_a_refused_request_leaves_the_connection_open(gateway: Gateway) -> None:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
+import yaml
 import tornado.httpclient
 import tornado.websocket
 from jupyter_server.services.kernels.connection.base import (
@@ -151,6 +153,33 @@ def test_version_and_kernelspecs(gateway: GatewayProcess) -> None:
         assert python["spec"]["display_name"] == "Python 3 (Sandcell)"
         assert python["spec"]["language"] == "python"
         assert http.get("/api/kernelspecs/nope").status_code == 404
+
+
+def test_swagger_documents_are_served_without_a_token_and_describe_the_answers(
+        gateway: GatewayProcess, kernel: dict[str, Any]) -> None:
+    """Where Kernel Gateway's tools look; JSON and YAML say the same; the live answers of the
+    Jupyter routes match the document's schemas."""
+    as_json = httpx.get(f"{gateway.url}/api/swagger.json", timeout=30)
+    as_yaml = httpx.get(f"{gateway.url}/api/swagger.yaml", timeout=30)
+    assert (as_json.status_code, as_yaml.status_code) == (200, 200)
+    assert as_json.headers["Content-Type"] == "application/json"
+    assert as_yaml.headers["Content-Type"] == "application/yaml"
+    doc = as_json.json()
+    assert yaml.safe_load(as_yaml.text) == doc
+    assert "/api/kernels/{kernel_id}/channels" in doc["paths"]
+    with gateway.http() as http:
+        session = http.post("/api/sessions", json={"path": "swagger.ipynb", "type": "notebook",
+                                                   "kernel": {"id": kernel["id"]}}).json()
+        answers = {"ApiVersion": http.get("/api").json(),
+                   "KernelSpecs": http.get("/api/kernelspecs").json(),
+                   "KernelSpec": http.get("/api/kernelspecs/python").json(),
+                   "Kernel": http.get(f"/api/kernels/{kernel['id']}").json(),
+                   "Session": http.get(f"/api/sessions/{session['id']}").json(),
+                   "Error": http.get("/api/kernels/sbx-0000-0000-0000-0000").json()}
+        http.delete(f"/api/sessions/{session['id']}")
+    for name, answer in answers.items():
+        schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+        jsonschema.Draft202012Validator(schema).validate(answer)
 
 
 def test_kernel_is_a_sandbox(gateway: GatewayProcess, kernel: dict[str, Any]) -> None:
