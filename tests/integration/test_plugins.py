@@ -69,7 +69,8 @@ def test_registry_lists_manifests_with_schemas_and_versions(gateway: Gateway) ->
                                            REUSE_PLUGIN, TEST_PLUGIN, "subtract_numbers"]
     assert {p["name"]: p["language"] for p in listed}["add_numbers"] == "java"
     assert one["version"] == "1.0.0" and one["versions"] == ["1.0.0"]
-    assert one["language"] == "python" and one["reuse"] == "fresh"
+    assert one["language"] == "python" and one["isolation"] == "shared"
+    assert (one["max_invocations"], one["max_age"]) == (1000, 300)
     assert one["input_schema"]["required"] == ["operand1", "operand2"]
     assert one["output_schema"]["required"] == ["result", "operation", "operand1", "operand2"]
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
@@ -234,7 +235,9 @@ def test_no_worker_outlives_its_invocation(gateway: Gateway) -> None:
     def settled() -> bool:
         with gateway.http() as http:
             plugins = http.get("/api/v1/plugins").json()["plugins"]
-        pooled = sum(p["pool"]["ready"] + p["pool"]["starting"] for p in plugins)
+        # idle: kept for their tenant's (or, shared, anyone's) next call
+        pooled = sum(p["pool"]["ready"] + p["pool"]["starting"] + p["pool"]["idle"]
+                     for p in plugins)
         claimed = sum(p["pool"]["claimed"] for p in plugins)
         return claimed == 0 and len(plugin_containers(gateway)) == pooled
 
@@ -295,9 +298,9 @@ def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gatewa
     outputs = [events[-1]["content"]["output"] for events in (first, second)]
     assert [o["calls"] for o in outputs] == [1, 2]  # one process counted both calls
     assert outputs[0]["host"] == outputs[1]["host"]
-    wait_until_removed(gateway, worker)  # {"max_invocations": 2}: served its two, then gone
+    wait_until_removed(gateway, worker)  # "max_invocations": 2: served its two, then gone
 
-    # a failed call destroys a reusing worker before it has served its two
+    # a failed call destroys a reused worker before it has served its two
     ok = invoke(gateway, REUSE_PLUGIN, {})
     fresh = ok[0]["content"]["worker_id"]
     assert fresh != worker and ok[-1]["content"]["output"]["calls"] == 1
