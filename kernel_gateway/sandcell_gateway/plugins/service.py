@@ -8,6 +8,7 @@ or of anyone (``shared``); it must answer ``Health`` before it takes that call, 
 recycled after ``max_invocations`` calls, past ``max_age``, and at once after any failure,
 timeout or cancel. Calls at once each get their own worker (idle ones first, then the warm
 pool, which starts more up to ``max_total``), so none waits behind another.
+
 Example::
 
     plugins = PluginService(config, backend)
@@ -21,8 +22,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import logging
 import secrets
 import shutil
@@ -268,8 +269,12 @@ class PluginService:
         """The newest idle worker of ``key`` young enough and healthy; the others met on the
         way are recycled (a failed Health check costs the caller a fresh worker, no error)."""
         while (worker := self._idle[manifest.name].take(key)) is not None:
-            if worker.age < manifest.max_age and await healthy(worker):
-                return worker
+            try:
+                if worker.age < manifest.max_age and await healthy(worker):
+                    return worker
+            except BaseException:  # the caller was cancelled mid-check: the worker is ours
+                self._recycle(worker)
+                raise
             self._recycle(worker)
         return None
 

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -230,8 +231,8 @@ class WorkerLauncher:
         try:
             if container_id:
                 await self.backend.run(self._remove_container, container_id)
-        finally:
-            shutil.rmtree(conn_dir, ignore_errors=True)
+        finally:  # off the loop too: a call in flight elsewhere must not wait for the disk
+            await asyncio.to_thread(shutil.rmtree, conn_dir, ignore_errors=True)
 
     def _remove_container(self, container_id: str) -> None:
         try:
