@@ -26,8 +26,8 @@ class WarmPool:
 
     ``claim()`` pops a ready sandbox without touching Docker and wakes the refill task; when the
     pool is empty it waits for the next ready one until a deadline. A claimed sandbox leaves the
-    pool for good: ``release()`` destroys it. (Plugin pools whose manifest opts into reuse
-    put a worker back with ``give_back()``.)
+    pool for good: ``release()`` destroys it. (A plugin worker that may serve another call
+    waits for it outside the pool, in the plugin service, still counted claimed here.)
 
     Example::
 
@@ -68,6 +68,14 @@ class WarmPool:
     @property
     def total(self) -> int:
         return len(self._ready) + self._starting + self._claimed
+
+    def short_of_slots(self, extra: int = 0) -> bool:
+        """Whether the waiting claims (plus ``extra`` new ones) outnumber the sandboxes ready
+        or starting for them while ``max_total`` leaves no room to start another: they wait
+        until a claimed one is released. (The plugin pools then recycle an idle worker.)"""
+        wanted = len(self._waiters) + extra
+        return (wanted > len(self._ready) + self._starting
+                and self.total >= self.template.max_total)
 
     def start(self) -> None:
         self._refill_task = asyncio.ensure_future(self._refill_forever())
@@ -120,8 +128,8 @@ class WarmPool:
     def give_back(self, item: Sandbox) -> None:
         """Return a claimed item to the ready set, to be handed out next.
 
-        Only for the plugin pools, whose manifests may let a worker serve several calls;
-        claimed sandboxes are never given back (``release()`` destroys them).
+        Only for an item that was never used (a claim undone); a used sandbox is never
+        given back (``release()`` destroys it).
         """
         self._claimed -= 1
         self._offer(item, first=True)

@@ -41,7 +41,11 @@ class PluginInfo:
     versions: list[str] = field(default_factory=list)
     input_schema: dict[str, Any] = field(default_factory=dict)
     output_schema: dict[str, Any] = field(default_factory=dict)
-    reuse: str | dict[str, Any] = "fresh"  # or {"max_invocations": N}: see docs/plugins.md
+    # who one worker process may serve call after call: "per_call", "per_tenant" or
+    # "shared", and for how long (docs/plugins.md, "Isolation")
+    isolation: str = "per_tenant"
+    max_invocations: int = 1000
+    max_age: float = 300.0
     timeout: float | None = None
 
     @classmethod
@@ -55,13 +59,11 @@ class PluginInfo:
             versions=list(payload.get("versions") or [version]),
             input_schema=dict(payload.get("input_schema") or {}),
             output_schema=dict(payload.get("output_schema") or {}),
-            reuse=_reuse(payload.get("reuse")),
+            isolation=str(payload.get("isolation") or "per_tenant"),
+            max_invocations=int(payload.get("max_invocations") or 1000),
+            max_age=float(payload.get("max_age") or 300.0),
             timeout=payload.get("timeout"),
         )
-
-
-def _reuse(value: Any) -> str | dict[str, Any]:
-    return dict(value) if isinstance(value, dict) else str(value or "fresh")
 
 
 @dataclass(frozen=True)

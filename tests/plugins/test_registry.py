@@ -54,10 +54,14 @@ def test_unknown_plugin_is_not_found() -> None:
 
 @pytest.mark.parametrize(("changes", "words"), [
     ({"name": "Bad-Name"}, "must match"),
-    ({"reuse": "forever"}, 'reuse must be "fresh" or'),
-    ({"reuse": {"max_invocations": 0}}, 'reuse must be "fresh" or'),
-    ({"reuse": {"max_invocations": True}}, 'reuse must be "fresh" or'),
-    ({"reuse": {"max_invocations": 2, "idle": 5}}, 'reuse must be "fresh" or'),
+    ({"isolation": "per_user"}, "isolation must be one of per_call, per_tenant, shared, not 'per_user'"),
+    ({"max_invocations": 0}, "max_invocations must be an integer >= 1, not 0"),
+    ({"max_invocations": True}, "max_invocations must be an integer >= 1"),
+    ({"max_invocations": "5"}, "max_invocations must be an integer >= 1"),
+    ({"isolation": "per_call", "max_invocations": 5}, "isolation per_call serves one call"),
+    ({"max_age": 0}, "max_age must be a number of seconds"),
+    ({"max_age": "1h"}, "max_age must be a number of seconds"),
+    ({"reuse": {"max_invocations": 2}}, '"reuse" was replaced by "isolation"'),
     ({"input_schema": {"type": "nonsense"}}, "input_schema is not a JSON Schema"),
     ({"entrypoint": None}, "missing ['entrypoint']"),
     ({"colour": "blue"}, "unknown ['colour']"),
@@ -94,9 +98,40 @@ def test_nested_fields_are_dotted() -> None:
     assert schema_errors(schema, []) == [{"field": "", "message": "[] is not of type 'object'"}]
 
 
-@pytest.mark.parametrize(("reuse", "count"), [("fresh", 1), ({"max_invocations": 5}, 5)])
-def test_the_reuse_policy_says_how_many_calls_a_worker_serves(tmp_path: Path, reuse: Any,
-                                                               count: int) -> None:
-    write_manifest(tmp_path / "p", reuse=reuse)
+@pytest.mark.parametrize(("changes", "policy"), [
+    ({}, ("per_tenant", True, 1000, 300.0)),
+    ({"isolation": "per_call"}, ("per_call", False, 1, 300.0)),
+    ({"isolation": "shared", "max_invocations": 5, "max_age": 30}, ("shared", True, 5, 30)),
+    ({"max_invocations": 1}, ("per_tenant", False, 1, 300.0)),
+])
+def test_the_isolation_policy_and_its_limits(tmp_path: Path, changes: dict[str, Any],
+                                             policy: tuple[str, bool, int, float]) -> None:
+    write_manifest(tmp_path / "p", **changes)
     (manifest,) = PluginRegistry.discover(PluginsConfig(dir=tmp_path)).list()
-    assert manifest.max_invocations == count and manifest.describe()["reuse"] == reuse
+    isolation, reusable, count, age = policy
+    assert (manifest.isolation, manifest.reusable, manifest.max_invocations, manifest.max_age) == policy
+    described = manifest.describe()
+    assert (described["isolation"], described["max_invocations"], described["max_age"]) == \
+        (isolation, count, age)
+
+
+def test_the_calculator_plugins_are_shared() -> None:
+    registry = PluginRegistry.discover(load_config().plugins)
+    assert {registry.get(name).isolation for name in
+            ("add_numbers", "multiply_numbers", "subtract_numbers")} == {"shared"}
+
+
+def test_schema_validators_are_built_once_per_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandcell_gateway.plugins import registry as module
+
+    manifest = PluginRegistry.discover(load_config().plugins).get("subtract_numbers")
+    used: list[object] = []
+    real = module.schema_errors
+    monkeypatch.setattr(module, "schema_errors", lambda schema, value: used.append(schema) or real(schema, value))
+    output = {"result": 1, "operation": "subtract", "operand1": 1, "operand2": 2}
+    for n in range(3):
+        manifest.validate_input({"operand1": n, "operand2": 2})
+        assert manifest.output_errors(output) == []
+    inputs, outputs = used[0::2], used[1::2]
+    assert all(v is inputs[0] for v in inputs) and all(v is outputs[0] for v in outputs)
+    assert not isinstance(inputs[0], dict)  # a compiled validator, not the schema again

@@ -17,11 +17,12 @@ import grpc
 import pytest
 
 from sandcell_gateway.backend import DockerBackend
-from sandcell_gateway.config import GatewayConfig, PluginsConfig, TemplateConfig
+from sandcell_gateway.config import GatewayConfig, PluginsConfig, TemplateConfig, TenantConfig
 from sandcell_gateway.errors import ServiceUnavailable
 from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
 from sandcell_gateway.plugins.service import PluginFailed, PluginService
 from sandcell_gateway.plugins.workers import Worker, WorkerLauncher, channel_for
+from sandcell_gateway.tenants import Tenant
 from sandcell_plugin import Context, plugin
 from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
 from sandcell_plugin.host import start_server
@@ -106,13 +107,13 @@ async def running_service(tmp_path: Path, **changes: Any) -> AsyncIterator[Plugi
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[PluginService]:
-    async with running_service(tmp_path) as plugins:
+    async with running_service(tmp_path, isolation="per_call", max_invocations=1) as plugins:
         yield plugins
 
 
 @pytest.fixture
 async def reusing(tmp_path: Path) -> AsyncIterator[PluginService]:
-    async with running_service(tmp_path, reuse={"max_invocations": 2}) as plugins:
+    async with running_service(tmp_path, max_invocations=2) as plugins:  # per_tenant
         yield plugins
 
 
@@ -241,7 +242,8 @@ async def test_a_reusing_plugin_s_worker_serves_max_invocations_then_goes(reusin
     assert worker_of(first) == worker_of(second) != worker_of(third)
     await settle(reusing)
     assert launcher.destroyed == [worker_of(first)]  # after its second call
-    assert reusing.pools["sandcell_test_plugin"].stats()["claimed"] == 0
+    stats = reusing.stats()["sandcell_test_plugin"]
+    assert (stats["claimed"], stats["idle"]) == (0, 1)  # the third waits for its next call
 
 
 @pytest.mark.parametrize("inputs", [{"mode": "bad_output"}, {"mode": "crash"},
@@ -250,13 +252,131 @@ async def test_a_reusing_plugin_s_worker_is_destroyed_after_a_failure(
         reusing: PluginService, inputs: dict[str, Any]) -> None:
     await wait_ready(reusing)
     ok = await events(reusing, {"mode": "steps", "steps": 1})
-    await wait_ready(reusing, 2)  # the reused worker plus the refill: a failure must pick ours
-    failed = await events(reusing, inputs, timeout=0.3)
+    failed = await events(reusing, inputs, timeout=0.3)  # the idle worker takes it
     assert failed[-1]["msg_type"] == "failed" and worker_of(failed) == worker_of(ok)
     await settle(reusing)
     assert worker_of(ok) in cast(InProcessLauncher, reusing.launcher).destroyed
     after = await events(reusing, {"mode": "steps", "steps": 1})
     assert worker_of(after) != worker_of(ok)
+
+
+async def test_a_cancelled_call_recycles_a_reused_worker(reusing: PluginService) -> None:
+    ok = await events(reusing, {"mode": "steps", "steps": 1})
+    invocation = await reusing.open("sandcell_test_plugin", {"mode": "sleep", "seconds": 30})
+    stream = invocation.events()
+    assert worker_of([await stream.__anext__()]) == worker_of(ok)
+    await stream.aclose()  # the caller went away mid-call
+    await settle(reusing)
+    assert worker_of(ok) in cast(InProcessLauncher, reusing.launcher).destroyed
+    assert reusing.stats()["sandcell_test_plugin"]["idle"] == 0
+
+
+def tenant(name: str) -> Tenant:
+    return Tenant.from_config(TenantConfig(name, token_sha256=name[0] * 64 if name[0] in "abcdef" else "0" * 64))
+
+
+async def call(service: PluginService, who: Tenant | None, steps: int = 1) -> str:
+    invocation = await service.open("sandcell_test_plugin", {"mode": "steps", "steps": steps},
+                                    tenant=who)
+    got = [event async for event in invocation.events()]
+    assert got[-1]["msg_type"] == "completed", got[-1]
+    return worker_of(got)
+
+
+async def test_per_tenant_workers_serve_only_their_tenant(tmp_path: Path) -> None:
+    async with running_service(tmp_path) as plugins:  # per_tenant: the default
+        alice, bob = tenant("alice"), tenant("bob")
+        alices = [await call(plugins, alice) for _ in range(3)]
+        bobs = [await call(plugins, bob) for _ in range(3)]
+        assert len(set(alices)) == 1 and len(set(bobs)) == 1  # each kept its own worker
+        assert not set(alices) & set(bobs)
+        assert await call(plugins, alice) == alices[0] and await call(plugins, bob) == bobs[0]
+
+
+async def test_a_shared_worker_serves_every_caller_in_turn(tmp_path: Path) -> None:
+    async with running_service(tmp_path, isolation="shared") as plugins:
+        served = [await call(plugins, who) for who in
+                  (tenant("alice"), tenant("bob"), None, tenant("alice"), tenant("carol"))]
+        assert len(set(served)) == 1
+        launcher = cast(InProcessLauncher, plugins.launcher)
+        assert launcher.destroyed == []
+
+
+async def test_a_worker_failing_its_health_check_is_replaced_not_an_error(tmp_path: Path) -> None:
+    async with running_service(tmp_path, isolation="shared") as plugins:
+        launcher = cast(InProcessLauncher, plugins.launcher)
+        first = await call(plugins, None)
+        # the idle worker stops answering without its pool being told (a wedged process)
+        await launcher.servers[first].stop(None)
+        second = await call(plugins, None)
+        assert second != first
+        await settle(plugins)
+        assert first in launcher.destroyed
+        assert await call(plugins, None) == second
+
+
+async def test_a_worker_past_max_age_is_recycled(tmp_path: Path) -> None:
+    async with running_service(tmp_path, isolation="shared", max_age=0.3) as plugins:
+        first = await call(plugins, None)
+        worker = plugins._idle["sandcell_test_plugin"].all()[0]
+        async with asyncio.timeout(10):
+            while worker.age < 0.3:
+                await asyncio.sleep(0.02)  # poll the worker's own clock
+        assert await call(plugins, None) != first
+        await settle(plugins)
+        assert first in cast(InProcessLauncher, plugins.launcher).destroyed
+
+
+async def test_the_sweep_removes_idle_workers_past_max_age(tmp_path: Path) -> None:
+    async with running_service(tmp_path, isolation="shared", max_age=0.3) as plugins:
+        first = await call(plugins, None)
+        plugins.sweep()
+        assert plugins.stats()["sandcell_test_plugin"]["idle"] == 1  # still young
+        worker = plugins._idle["sandcell_test_plugin"].all()[0]
+        async with asyncio.timeout(10):
+            while worker.age < 0.3:
+                await asyncio.sleep(0.02)
+        plugins.sweep()
+        await settle(plugins)
+        assert first in cast(InProcessLauncher, plugins.launcher).destroyed
+        assert plugins.stats()["sandcell_test_plugin"]["idle"] == 0
+
+
+async def test_calls_at_once_get_their_own_workers_and_keep_them(tmp_path: Path) -> None:
+    async with running_service(tmp_path, isolation="shared") as plugins:
+        launcher = cast(InProcessLauncher, plugins.launcher)
+        first = await asyncio.gather(*(call(plugins, None, steps=3) for _ in range(4)))
+        assert len(set(first)) == 4  # none waited behind another's worker
+        launched = len(launcher.launched)
+        again = await asyncio.gather(*(call(plugins, None, steps=3) for _ in range(4)))
+        assert set(again) == set(first)  # the same four, no new start
+        assert len(launcher.launched) == launched
+
+
+async def test_another_tenant_gets_a_slot_held_by_idle_workers(tmp_path: Path) -> None:
+    async with running_service(tmp_path) as plugins:  # max_total 4
+        alice = tenant("alice")
+        alices = await asyncio.gather(*(call(plugins, alice, steps=3) for _ in range(4)))
+        assert plugins.stats()["sandcell_test_plugin"]["idle"] == 4
+        bobs = await call(plugins, tenant("bob"))  # an idle worker of alice's gave its slot
+        assert bobs not in alices
+        await settle(plugins)
+        assert len(set(cast(InProcessLauncher, plugins.launcher).destroyed) & set(alices)) == 1
+
+
+async def test_a_waiting_claim_gets_the_slot_of_a_worker_that_finishes(tmp_path: Path) -> None:
+    async with running_service(tmp_path) as plugins:  # max_total 4
+        alice = tenant("alice")
+        busy = [await plugins.open("sandcell_test_plugin", {"mode": "sleep", "seconds": 0.3},
+                                   tenant=alice) for _ in range(4)]
+
+        async def run(invocation: Any) -> None:
+            assert [e async for e in invocation.events()][-1]["msg_type"] == "completed"
+
+        running = asyncio.gather(*(run(invocation) for invocation in busy))
+        bobs = await call(plugins, tenant("bob"))  # waits: alice's four hold max_total
+        await running
+        assert bobs not in {invocation._worker.id for invocation in busy}
 
 
 async def test_a_fresh_plugin_never_gives_a_worker_back(service: PluginService) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import inspect
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from sandcell import _plugin_models
 from .fakes import BASE_URL, TOKEN, error_response, ndjson
 
 MANIFEST = {"name": "subtract_numbers", "version": "1.0.0", "versions": ["1.0.0"],
-            "language": "python", "description": "a - b", "reuse": "fresh", "timeout": 30,
+            "language": "python", "description": "a - b", "isolation": "shared", "max_invocations": 1000,
+            "max_age": 300, "timeout": 30,
             "input_schema": {"type": "object", "required": ["operand1", "operand2"]},
             "output_schema": {"type": "object"}}
 OUTPUT = {"result": 5.0, "operation": "subtract", "operand1": 10.0, "operand2": 5.0}
@@ -149,7 +151,9 @@ def test_progress_bar_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str
     assert "subtract_numbers" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("reuse", ["fresh", {"max_invocations": 3}])
-def test_plugin_info_keeps_the_reuse_policy(reuse: object) -> None:
-    info = sandcell.PluginInfo.from_json({**MANIFEST, "reuse": reuse})
-    assert info.reuse == reuse
+@pytest.mark.parametrize("policy", [
+    {"isolation": "per_call", "max_invocations": 1, "max_age": 300},
+    {"isolation": "shared", "max_invocations": 5, "max_age": 30.5}])
+def test_plugin_info_keeps_the_isolation_policy(policy: dict[str, Any]) -> None:
+    info = sandcell.PluginInfo.from_json({**MANIFEST, **policy})
+    assert (info.isolation, info.max_invocations, info.max_age) == tuple(policy.values())

@@ -1,10 +1,12 @@
 """Plugin manifests (``plugin.json``) and the registry that finds them.
 
-A plugin is a directory holding ``plugin.json`` and its code::
+A plugin is a directory holding ``plugin.json`` and its code (``isolation``,
+``max_invocations`` and ``max_age`` are optional: the worker reuse policy, docs/plugins.md)::
 
     plugins/subtract_numbers/
       plugin.json   {"name": "subtract_numbers", "version": "1.0.0", "language": "python",
                      "image": "sandcell/plugin-python:latest", "entrypoint": "plugin:subtract",
+                     "isolation": "shared", "max_invocations": 1000, "max_age": 300,
                      "input_schema": {...}, "output_schema": {...}}
       plugin.py
 
@@ -18,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -32,7 +35,13 @@ from ..errors import BadRequest, NotFound
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 REQUIRED = ("name", "version", "language", "image", "entrypoint", "input_schema", "output_schema")
-OPTIONAL = ("description", "reuse", "timeout")
+OPTIONAL = ("description", "isolation", "max_invocations", "max_age", "timeout")
+# Who may be served by one worker process, call after call (docs/plugins.md, "Isolation"):
+# ``per_call``: nobody else (a fresh worker per call); ``per_tenant``: the calls of one tenant;
+# ``shared``: everyone (stateless, trusted platform plugins such as the calculator).
+ISOLATIONS = ("per_call", "per_tenant", "shared")
+DEFAULT_MAX_INVOCATIONS = 1000
+DEFAULT_MAX_AGE = 300.0  # seconds from a worker's start; an idle worker is removed past it
 
 
 class InvalidInput(BadRequest):
@@ -58,9 +67,9 @@ class PluginManifest:
     output_schema: dict[str, Any]
     directory: Path
     description: str = ""
-    # "fresh": every invocation gets a new worker, destroyed afterwards (the default);
-    # {"max_invocations": N}: a worker serves up to N successful invocations in a row.
-    reuse: str | dict[str, int] = "fresh"
+    isolation: str = "per_tenant"
+    max_invocations: int = DEFAULT_MAX_INVOCATIONS  # calls one worker serves, then recycled
+    max_age: float = DEFAULT_MAX_AGE
     timeout: float | None = None
 
     @classmethod
@@ -73,61 +82,89 @@ class PluginManifest:
             raise ConfigError(f"{where}: cannot read the manifest: {exc}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: a manifest is a JSON object")
+        if "reuse" in raw:  # the policy's name before issue 13
+            raise ConfigError(f'{where}: "reuse" was replaced by "isolation" ({", ".join(ISOLATIONS)}) '
+                              'and "max_invocations": see docs/plugins.md')
         missing = [key for key in REQUIRED if key not in raw]
         unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
         if missing or unknown:
             raise ConfigError(f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
-        manifest = cls(directory=directory.resolve(), **raw)
+        manifest = cls(directory=directory.resolve(), **cls._defaults_for(raw))
         manifest.check(where)
         return manifest
 
     def check(self, where: Path) -> None:
         if not NAME.match(self.name):
             raise ConfigError(f"{where}: name {self.name!r} must match {NAME.pattern}")
-        if not _valid_reuse(self.reuse):
-            raise ConfigError(f'{where}: reuse must be "fresh" or {{"max_invocations": N}} with '
-                              f"an integer N >= 1, not {self.reuse!r}")
+        self._check_reuse(where)
         for key in ("input_schema", "output_schema"):
             try:
                 jsonschema.Draft202012Validator.check_schema(getattr(self, key))
             except jsonschema.exceptions.SchemaError as exc:
                 raise ConfigError(f"{where}: {key} is not a JSON Schema: {exc.message}") from exc
 
+    def _check_reuse(self, where: Path) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError(f"{where}: isolation must be one of {', '.join(ISOLATIONS)}, "
+                              f"not {self.isolation!r}")
+        count = self.max_invocations
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"{where}: max_invocations must be an integer >= 1, not {count!r}")
+        if self.isolation == "per_call" and count != 1:
+            raise ConfigError(f"{where}: isolation per_call serves one call per worker; "
+                              f"drop max_invocations ({count}) or choose per_tenant or shared")
+        age = self.max_age
+        if not isinstance(age, (int, float)) or isinstance(age, bool) or not 0 < age <= 86400:
+            raise ConfigError(f"{where}: max_age must be a number of seconds in (0, 86400], "
+                              f"not {age!r}")
+
+    @classmethod
+    def _defaults_for(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """A ``per_call`` manifest's workers serve one call each (its default count)."""
+        if raw.get("isolation") == "per_call":
+            return {"max_invocations": 1, **raw}
+        return raw
+
     @property
-    def max_invocations(self) -> int:
-        """How many invocations one worker may serve: 1 under the ``fresh`` policy."""
-        return self.reuse["max_invocations"] if isinstance(self.reuse, dict) else 1
+    def reusable(self) -> bool:
+        """Whether a worker that completed a call may take another one."""
+        return self.isolation != "per_call" and self.max_invocations > 1
 
     def describe(self) -> dict[str, Any]:
         """The public view served by ``GET /api/v1/plugins/{name}``."""
         return {"name": self.name, "version": self.version, "versions": [self.version],
                 "language": self.language, "description": self.description,
-                "image": self.image, "reuse": self.reuse, "timeout": self.timeout,
+                "image": self.image, "isolation": self.isolation,
+                "max_invocations": self.max_invocations, "max_age": self.max_age,
+                "timeout": self.timeout,
                 "input_schema": self.input_schema, "output_schema": self.output_schema}
 
     def validate_input(self, inputs: Any) -> None:
         """Raise :class:`InvalidInput` listing every failing field."""
-        fields = schema_errors(self.input_schema, inputs)
+        fields = schema_errors(self._input_validator, inputs)
         if fields:
             listed = "; ".join(f"{f['field'] or '(input)'}: {f['message']}" for f in fields)
             raise InvalidInput(f"input does not match {self.name}'s input schema: {listed}", fields)
 
     def output_errors(self, output: Any) -> list[dict[str, str]]:
-        return schema_errors(self.output_schema, output)
+        return schema_errors(self._output_validator, output)
+
+    # Built once per manifest, not per call: building one costs more than validating
+    # (``cached_property`` writes the instance dict, which a frozen dataclass allows).
+    @functools.cached_property
+    def _input_validator(self) -> jsonschema.Draft202012Validator:
+        return jsonschema.Draft202012Validator(self.input_schema)
+
+    @functools.cached_property
+    def _output_validator(self) -> jsonschema.Draft202012Validator:
+        return jsonschema.Draft202012Validator(self.output_schema)
 
 
-def _valid_reuse(reuse: object) -> bool:
-    if reuse == "fresh":
-        return True
-    if not isinstance(reuse, dict) or set(reuse) != {"max_invocations"}:
-        return False
-    count = reuse["max_invocations"]
-    return isinstance(count, int) and not isinstance(count, bool) and count >= 1
-
-
-def schema_errors(schema: dict[str, Any], value: Any) -> list[dict[str, str]]:
+def schema_errors(schema: dict[str, Any] | jsonschema.Draft202012Validator,
+                  value: Any) -> list[dict[str, str]]:
     """``[{"field": "operand1", "message": ...}, ...]``, sorted by field; empty when valid."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = (schema if isinstance(schema, jsonschema.Draft202012Validator)
+                 else jsonschema.Draft202012Validator(schema))
     found = []
     for error in validator.iter_errors(value):
         path = ".".join(str(part) for part in error.absolute_path)

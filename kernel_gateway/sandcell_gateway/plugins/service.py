@@ -1,10 +1,13 @@
 """The plugin service: validate, claim a warm worker, stream PPP events, release the worker.
 
-No HTTP in here. By default every invocation gets a fresh worker from its plugin's warm pool
-and the worker is destroyed when the invocation ends however it ends (completed, failed,
-crashed, timed out, or abandoned by its caller). A manifest with
-``"reuse": {"max_invocations": N}`` lets a worker go back to its pool after a *completed*
-invocation until it has served N; any other ending still destroys it.
+No HTTP in here. Which worker a call gets follows its manifest's ``isolation``
+(docs/plugins.md): ``per_call`` takes a fresh worker from the plugin's warm pool and destroys
+it afterwards, however the call ended. ``per_tenant`` (the default) and ``shared`` keep a
+worker that *completed* its call idle for the next call of the same tenant (``per_tenant``)
+or of anyone (``shared``); it must answer ``Health`` before it takes that call, and it is
+recycled after ``max_invocations`` calls, past ``max_age``, and at once after any failure,
+timeout or cancel. Calls at once each get their own worker (idle ones first, then the warm
+pool, which starts more up to ``max_total``), so none waits behind another.
 
 Example::
 
@@ -19,10 +22,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import shutil
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -36,11 +41,15 @@ from ..errors import GatewayError, ServiceUnavailable
 from ..pool import WarmPool
 from ..tenants import Tenant
 from .registry import PluginManifest, PluginRegistry
-from .workers import Worker, WorkerLauncher
+from .reuse import IdleWorkers, reuse_key
+from .workers import Worker, WorkerLauncher, healthy
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+# How often idle workers past their plugin's max_age are removed (a busy plugin's are also
+# checked at each claim); the longest an expired worker lingers idle.
+SWEEP_INTERVAL = 5.0
 
 
 class PluginFailed(GatewayError):
@@ -80,11 +89,21 @@ class Invocation:
         """``started``, then progress/log events as the plugin emits them, then one
         ``completed`` or ``failed``."""
         self._started = True
-        yield self._event("started", {"invocation_id": self.id, "plugin": self.manifest.name,
-                                      "version": self.manifest.version,
-                                      "worker_id": self._worker.id, "timeout": self._timeout})
+        try:  # the worker is released however this ends, even closed at ``started``
+            yield self._event("started", {"invocation_id": self.id, "plugin": self.manifest.name,
+                                          "version": self.manifest.version,
+                                          "worker_id": self._worker.id, "timeout": self._timeout,
+                                          "reused": self._worker.invocations > 0})
+            async with contextlib.aclosing(self._invoke()) as stream:
+                async for event in stream:
+                    yield event
+        finally:
+            self._service.release(self._worker, reusable=self._completed_ok)
+
+    async def _invoke(self) -> AsyncGenerator[Event, None]:
         request = pb.InvokeRequest(invocation_id=self.id, input_json=json.dumps(self._inputs))
         self._worker.invocations += 1
+        # the worker's own channel, opened at launch: no new connection per call
         call = self._worker.stub.Invoke(request, timeout=self._timeout)
         chunks: list[bytes] = []
         try:
@@ -106,7 +125,6 @@ class Invocation:
             yield await self._rpc_failed(exc)
         finally:
             call.cancel()
-            self._service.release(self._worker, reusable=self._completed_ok)
 
     async def close(self) -> None:
         """Release the worker of an invocation whose events were never read."""
@@ -160,7 +178,9 @@ class PluginService:
         self.launcher = launcher or WorkerLauncher(config, backend)
         slots = asyncio.Semaphore(config.launch_concurrency)
         self.pools: dict[str, WarmPool] = {}
+        self._idle: dict[str, IdleWorkers[Worker]] = {}
         self._releasing: set[asyncio.Future[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self.missing_images: dict[str, str] = {}
         for manifest in self.registry.list():
             template = self.launcher.template(manifest)
@@ -168,6 +188,7 @@ class PluginService:
             self.pools[manifest.name] = WarmPool(
                 template, launch=cast(Any, self._launcher_for(manifest)),
                 destroy=cast(Any, self.launcher.destroy), launch_slots=slots)
+            self._idle[manifest.name] = IdleWorkers()
 
     def _launcher_for(self, manifest: PluginManifest) -> Any:
         async def launch(template: TemplateConfig, pool_id: str) -> Worker:
@@ -187,12 +208,16 @@ class PluginService:
                 self.missing_images[name] = pool.template.image
                 log.warning("plugin %s: image %s is missing; build it with `sandcell images "
                             "build` and restart the gateway", name, pool.template.image)
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     def on_container_exit(self, worker_id: str, reason: str) -> None:
         """A container of this gateway died: if it was a ready worker, its pool drops it and
         starts another, so no invocation is handed a dead worker."""
         for pool in self.pools.values():
             pool.discard(worker_id)
+        for idle in self._idle.values():
+            for worker in idle.remove(lambda w: w.id == worker_id):
+                self._recycle(worker)
 
     def retry_pools(self) -> None:
         """End the pools' backoff (Docker answers again after an outage)."""
@@ -203,8 +228,13 @@ class PluginService:
         return [self.describe(manifest.name) for manifest in self.registry.list()]
 
     def describe(self, name: str) -> dict[str, Any]:
-        manifest = self.registry.get(name)
-        return manifest.describe() | {"pool": self.pools[name].stats()}
+        return self.registry.get(name).describe() | {"pool": self._pool_stats(name)}
+
+    def _pool_stats(self, name: str) -> dict[str, Any]:
+        """The warm pool's counts, with idle reused workers apart from those in a call."""
+        stats = self.pools[name].stats()
+        idle = len(self._idle[name])
+        return stats | {"claimed": cast(int, stats["claimed"]) - idle, "idle": idle}
 
     async def open(self, name: str, inputs: Any, timeout: float | None = None, *,
                    tenant: Tenant | None = None) -> Invocation:
@@ -218,9 +248,35 @@ class PluginService:
             raise ServiceUnavailable(f"plugin {name}: its worker image {self.missing_images[name]} "
                                      "is missing; build it with `sandcell images build` and "
                                      "restart the gateway", code="image_missing")
-        pool = self.pools[name]
-        worker = cast(Worker, await pool.claim(pool.template.claim_timeout or 30.0))
+        worker = await self._claim(manifest, reuse_key(manifest.isolation, tenant))
         return Invocation(self, manifest, worker, inputs, self._timeout(manifest, timeout))
+
+    async def _claim(self, manifest: PluginManifest, key: str | None) -> Worker:
+        """An idle worker of ``key`` that passes its Health check, else a fresh one from the
+        warm pool (waiting up to ``claim_timeout`` when ``max_total`` are busy)."""
+        if key is not None and (worker := await self._take_idle(manifest, key)) is not None:
+            return worker
+        pool = self.pools[manifest.name]
+        if pool.short_of_slots(extra=1):
+            # idle workers of other tenants hold every slot: the oldest gives its slot up
+            if (oldest := self._idle[manifest.name].take_oldest()) is not None:
+                self._recycle(oldest)
+        worker = cast(Worker, await pool.claim(pool.template.claim_timeout or 30.0))
+        worker.key = key
+        return worker
+
+    async def _take_idle(self, manifest: PluginManifest, key: str) -> Worker | None:
+        """The newest idle worker of ``key`` young enough and healthy; the others met on the
+        way are recycled (a failed Health check costs the caller a fresh worker, no error)."""
+        while (worker := self._idle[manifest.name].take(key)) is not None:
+            try:
+                if worker.age < manifest.max_age and await healthy(worker):
+                    return worker
+            except BaseException:  # the caller was cancelled mid-check: the worker is ours
+                self._recycle(worker)
+                raise
+            self._recycle(worker)
+        return None
 
     def _timeout(self, manifest: PluginManifest, requested: float | None) -> float:
         limits = [self.config.plugins.invoke_timeout, manifest.timeout, requested]
@@ -243,20 +299,43 @@ class PluginService:
         raise PluginFailed({"code": "no_result", "message": "the invocation ended without a result"})
 
     def release(self, worker: Worker, reusable: bool = False) -> None:
-        """Give a worker back to its pool when its manifest allows one more call and the
-        last one completed; otherwise destroy it in the background: the caller's answer
-        does not wait for ``docker rm``, and a cancelled caller cannot stop it."""
-        pool = self.pools[worker.plugin]
-        if reusable and worker.invocations < self.registry.get(worker.plugin).max_invocations:
-            pool.give_back(cast(Any, worker))
+        """Keep a worker idle for its key's next call when its call completed and its
+        manifest allows one more; otherwise recycle it."""
+        if reusable and self._may_serve_again(worker):
+            assert worker.key is not None  # a per_call worker is never reusable
+            self._idle[worker.plugin].put(worker.key, worker, time.monotonic())
             return
-        task = asyncio.ensure_future(pool.release(cast(Any, worker)))
+        self._recycle(worker)
+
+    def _may_serve_again(self, worker: Worker) -> bool:
+        manifest = self.registry.get(worker.plugin)
+        # a claim waiting for a slot (another tenant's, maybe) gets this one's, fresh
+        return (worker.key is not None and worker.invocations < manifest.max_invocations
+                and worker.age < manifest.max_age
+                and not self.pools[worker.plugin].short_of_slots())
+
+    def _recycle(self, worker: Worker) -> None:
+        """Destroy a worker in the background (its pool starts a replacement): the caller's
+        answer does not wait for ``docker rm``, and a cancelled caller cannot stop it."""
+        task = asyncio.ensure_future(self.pools[worker.plugin].release(cast(Any, worker)))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
+    async def _sweep_forever(self) -> None:
+        """Remove idle workers past ``max_age`` also when no call comes to find them."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep()
+
+    def sweep(self) -> None:
+        for name, idle in self._idle.items():
+            max_age = self.registry.get(name).max_age
+            for worker in idle.remove(lambda w: w.age >= max_age):
+                self._recycle(worker)
+
     def stats(self) -> dict[str, Any]:
         """Each plugin's pool sizes; a plugin whose image is missing says so in ``last_error``."""
-        stats = {name: pool.stats() for name, pool in self.pools.items()}
+        stats = {name: self._pool_stats(name) for name in self.pools}
         for name, image in self.missing_images.items():
             stats[name]["last_error"] = f"image {image} is missing; no workers start"
         return stats
@@ -264,6 +343,13 @@ class PluginService:
     async def close(self) -> None:
         """Stop refilling and remove the ready and used workers (the backend then reaps any
         other container of this gateway by label)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for idle in self._idle.values():
+            for worker in idle.remove(lambda w: True):
+                self._recycle(worker)
         await asyncio.gather(*self._releasing, return_exceptions=True)
         shutil.rmtree(self.launcher.root, ignore_errors=True)
         await asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)

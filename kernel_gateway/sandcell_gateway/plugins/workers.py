@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -40,6 +41,9 @@ SOCKET_NAME = "ppp.sock"
 # Reconnect quickly while a fresh worker's socket appears (gRPC's default backoff is 1 s+).
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
                    ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0)]
+# A reused worker answers Health before its next call; one that cannot within this is
+# recycled and the caller gets another worker (a warm process answers in about a millisecond).
+HEALTH_TIMEOUT = 1.0
 
 
 class WorkerStartFailed(GatewayError):
@@ -58,11 +62,31 @@ class Worker:
     channel: grpc.aio.Channel
     stub: pb_grpc.PluginWorkerStub
     runtime: str = ""
-    invocations: int = 0  # calls served; a reusing plugin's worker serves several
+    invocations: int = 0  # calls served; a reused worker serves several
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    # whose calls it may serve next (plugins/reuse.py); None: this call only
+    key: str | None = None
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.started
 
 
 def channel_for(conn_dir: Path) -> grpc.aio.Channel:
+    """The one place a worker's channel is made: opened once per worker at launch and reused
+    for every call it serves (Health, Init, each Invoke), closed when it is destroyed."""
     return grpc.aio.insecure_channel(f"unix:{conn_dir / SOCKET_NAME}", options=CHANNEL_OPTIONS)
+
+
+async def healthy(worker: Worker, timeout: float = HEALTH_TIMEOUT) -> bool:
+    """Whether a worker between calls still answers ``Health`` with SERVING."""
+    try:
+        reply = await worker.stub.Health(pb.HealthRequest(), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        log.info("plugin %s: worker %s failed its Health check (%s); recycling it",
+                 worker.plugin, worker.id, exc.code().name)
+        return False
+    return bool(reply.status == pb.HealthResponse.Status.SERVING)
 
 
 class WorkerLauncher:
@@ -207,8 +231,8 @@ class WorkerLauncher:
         try:
             if container_id:
                 await self.backend.run(self._remove_container, container_id)
-        finally:
-            shutil.rmtree(conn_dir, ignore_errors=True)
+        finally:  # off the loop too: a call in flight elsewhere must not wait for the disk
+            await asyncio.to_thread(shutil.rmtree, conn_dir, ignore_errors=True)
 
     def _remove_container(self, container_id: str) -> None:
         try:
