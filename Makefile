@@ -22,7 +22,7 @@ typecheck: install
 	$(PYTHON) -m mypy
 
 test: images typecheck
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --cov --cov-report=term
 
 bench: images
 	$(PYTHON) -m pip install --quiet -e '.[bench]'

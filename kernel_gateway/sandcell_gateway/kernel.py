@@ -282,9 +282,9 @@ class KernelConnection:
 class Inbox(asyncio.Queue["dict[str, Any] | None"]):
     """The messages answering one request.
 
-    Output past ``limit`` bytes is dropped, announced once by a stderr marker in its place,
-    so a cell that floods output cannot grow the gateway's memory however slow the client
-    reads. Status and reply messages always get through.
+    Output past ``limit`` bytes (UTF-8, :func:`output_size`) is dropped, announced once by a
+    stderr marker in its place, so a cell that floods output cannot grow the gateway's memory
+    however slow the client reads. Status and reply messages always get through.
     """
 
     def __init__(self, limit: int | None = None) -> None:
@@ -303,7 +303,7 @@ class Inbox(asyncio.Queue["dict[str, Any] | None"]):
                     # a kernel batches a tight print loop into messages of tens of MB: keep
                     # the part of the text that fits rather than nothing
                     if msg["msg_type"] == "stream" and room > 0:
-                        text = msg["content"]["text"][:room]
+                        text = utf8_prefix(msg["content"]["text"], room)
                         super().put_nowait({**msg, "content": {**msg["content"], "text": text}})
                     super().put_nowait(self._marker(msg))
                 return
@@ -325,10 +325,38 @@ BULKY_TYPES = frozenset({"stream", "display_data", "update_display_data", "execu
 
 
 def output_size(content: dict[str, Any]) -> int:
+    """The bytes an output message's text or mime bundle takes as UTF-8 (what users count).
+
+    >>> output_size({"text": "é€😀"}), output_size({"data": {"application/json": {"k": "é"}}})
+    (9, 11)
+    """
     if "text" in content:
-        return len(content["text"])
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v))
+        return utf8_len(content["text"])
+    return sum(utf8_len(v) if isinstance(v, str)
+               else len(json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass"))
                for v in content.get("data", {}).values())
+
+
+def utf8_len(text: str) -> int:
+    """``len(text.encode())``, counting a lone surrogate (valid in JSON) as its 3 bytes.
+
+    A kernel may send ``"\\ud800"``: a plain ``encode()`` would raise on the reader's path.
+
+    >>> utf8_len("aé€😀"), utf8_len("\\ud800")
+    (10, 3)
+    """
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def utf8_prefix(text: str, size: int) -> str:
+    """The longest prefix of ``text`` that is at most ``size`` bytes of UTF-8.
+
+    A character that would straddle the line is left out whole.
+
+    >>> utf8_prefix("é" * 3, 5), utf8_prefix("x😀", 4)
+    ('éé', 'x')
+    """
+    return text.encode("utf-8", "surrogatepass")[:size].decode("utf-8", "ignore")
 
 
 class PendingExecution:

@@ -28,6 +28,8 @@ import docker
 import httpx
 
 T = TypeVar("T")
+# The directory holding this ``sandcell_gateway`` (a checkout's ``kernel_gateway/``).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_CONFIG = """
 [gateway]
@@ -63,22 +65,51 @@ class GatewayProcess:
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> GatewayProcess:
-        """Start (or, after :meth:`kill`, restart) the gateway: same id, token, store."""
+    def start(self, timeout: float = 60) -> GatewayProcess:
+        """Start (or, after :meth:`kill`, restart) the gateway: same id, token, store.
+
+        If it does not announce itself within ``timeout`` seconds it is stopped (SIGTERM, then
+        SIGKILL) before the ``TimeoutError`` propagates, so a failed start leaks no process.
+        """
         for stale in self.runtime_dir.glob("gateway-*.json"):  # a killed run's announcement
             stale.unlink()
-        # XDG_DATA_HOME: the history store goes under workdir, not the user's home
-        env = {**os.environ, "SANDCELL_TOKEN": self.token,
-               "SANDCELL_RUNTIME_DIR": str(self.runtime_dir),
-               "XDG_DATA_HOME": str(self.workdir / "data")}
         with self.log_path.open("ab") as log:  # a restart appends: both runs stay readable
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "sandcell_gateway.cli", "serve", "--port", "0",
-                 "--config", str(self.config_path), "--no-build"],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
-        runtime_file = wait_for(self._runtime_file, 60, "the gateway's runtime file")
+            self.process = subprocess.Popen(self.command(), env=self.environment(),
+                                            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            runtime_file = wait_for(self._runtime_file, timeout, "the gateway's runtime file")
+        except BaseException:  # a timeout, or ^C: no gateway process outlives a failed start
+            self._end()
+            raise
         self.url = json.loads(runtime_file.read_text())["url"]
         return self
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "sandcell_gateway.cli", "serve", "--port", "0",
+                "--config", str(self.config_path), "--no-build"]
+
+    def environment(self) -> dict[str, str]:
+        """The gateway's environment: this token and runtime dir, and this very package.
+
+        ``PYTHONPATH`` starts with the directory this module was imported from, so the
+        subprocess runs the same ``sandcell_gateway`` as the caller, not an installed copy.
+        XDG_DATA_HOME: the history store goes under workdir, not the user's home.
+        """
+        path = [str(PACKAGE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        return {**os.environ, "SANDCELL_TOKEN": self.token,
+                "SANDCELL_RUNTIME_DIR": str(self.runtime_dir),
+                "XDG_DATA_HOME": str(self.workdir / "data"), "PYTHONPATH": os.pathsep.join(path)}
+
+    def _end(self) -> None:
+        """SIGTERM (the gateway removes its containers), then SIGKILL if it does not stop."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
 
     def _runtime_file(self) -> Path | None:
         assert self.process is not None
@@ -88,8 +119,9 @@ class GatewayProcess:
         return files[0] if files else None
 
     def stop(self) -> int:
-        """SIGTERM, like a user's Ctrl-C; return the exit code."""
-        assert self.process is not None
+        """SIGTERM, like a user's Ctrl-C; return the exit code (0 if it never started)."""
+        if self.process is None:
+            return 0
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)

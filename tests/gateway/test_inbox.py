@@ -45,3 +45,42 @@ def test_one_huge_stream_message_keeps_its_first_limit_bytes() -> None:
     inbox.put_nowait(_stream("y" * 10_000))  # one batched flush of a print loop
     texts = [m["content"]["text"] for m in _drain(inbox)]
     assert texts[0] == "y" * 100 and "truncated" in texts[1] and len(texts) == 2
+
+
+# One of each UTF-8 width: 2 bytes (é), 3 bytes (€), 4 bytes (😀, outside the BMP).
+WIDE = [("é", 2), ("€", 3), ("😀", 4)]
+
+
+def test_the_limit_counts_utf8_bytes_not_characters() -> None:
+    for char, width in WIDE:
+        inbox = Inbox(limit=100)
+        inbox.put_nowait(_stream(char * 1000))
+        kept, marker = _drain(inbox)
+        text = kept["content"]["text"]
+        # the most whole characters that fit in 100 bytes; none is cut in half
+        assert text == char * (100 // width), char
+        assert len(text.encode()) <= 100 and "truncated after 100 bytes" in marker["content"]["text"]
+
+
+def test_many_small_wide_messages_stop_at_the_byte_limit() -> None:
+    inbox = Inbox(limit=100)
+    for _ in range(100):
+        inbox.put_nowait(_stream("€" * 10))  # 30 bytes each, 10 characters
+    texts = [m["content"]["text"] for m in _drain(inbox)]
+    assert texts[:3] == ["€" * 10] * 3 and texts[3] == "€" * 3  # 90 + 9 bytes
+    assert "truncated" in texts[4] and len(texts) == 5
+
+
+def test_rich_output_counts_utf8_bytes_and_a_lone_surrogate_does_not_break_the_count() -> None:
+    inbox = Inbox(limit=10)
+    inbox.put_nowait({"msg_type": "display_data", "parent_header": {},
+                      "content": {"data": {"text/plain": "é" * 6}}})  # 6 characters, 12 bytes
+    assert "truncated" in _drain(inbox)[0]["content"]["text"]
+    json_bundle = Inbox(limit=10)
+    json_bundle.put_nowait({"msg_type": "display_data", "parent_header": {},
+                            "content": {"data": {"application/json": ["é" * 4]}}})  # 12 bytes
+    assert "truncated" in _drain(json_bundle)[0]["content"]["text"]
+    # JSON allows "\ud800"; a kernel sending it must be counted, not crash the reader
+    lone = Inbox(limit=4)
+    lone.put_nowait(_stream("\ud800\ud800"))
+    assert [m["content"]["text"][:1] for m in _drain(lone)] == ["", "\n"]

@@ -90,6 +90,20 @@ def test_output_past_the_limit_is_dropped_with_a_marker() -> None:
     assert "truncated after 100 bytes" in cell.outputs[1]["text"]
 
 
+def test_the_record_cap_counts_utf8_bytes() -> None:
+    for char, width in [("é", 2), ("€", 3), ("😀", 4)]:
+        history, saved = recorder()
+        history.started(*request("a", "flood"))
+        for _ in range(5):
+            history.on_message(reply_to("a", "stream", name="stdout", text=char * 15))
+        for msg in cell_messages("a")[3:]:  # reply, idle
+            history.on_message(msg)
+        [cell] = saved
+        kept = 100 // (15 * width)  # whole messages that fit in 100 bytes
+        assert cell.outputs[0]["text"] == char * 15 * kept, char
+        assert "truncated after 100 bytes" in cell.outputs[1]["text"]
+
+
 def test_a_dead_kernel_leaves_its_open_cells_unfinished() -> None:
     history, saved = recorder()
     history.started(*request("a", "running"))

@@ -141,23 +141,36 @@ async def test_give_back_serves_a_waiting_claim_first() -> None:
     await until(lambda: pool.stats()["ready"] == 1)
     first = await pool.claim(timeout=1)
     waiter = asyncio.ensure_future(pool.claim(timeout=5))  # max_total reached: it waits
-    await asyncio.sleep(0.01)
+    await until(lambda: len(pool._waiters) == 1)  # the claim is queued, not answered
     assert not waiter.done()
     pool.give_back(first)
     assert await waiter is first and len(launcher.launched) == 1
     await pool.close()
 
 
+class TimedLauncher(FakeLauncher):
+    """Also records the event loop's clock at each launch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    async def launch(self, template: TemplateConfig, sandbox_id: str) -> FakeSandbox:
+        self.times.append(asyncio.get_running_loop().time())
+        return await super().launch(template, sandbox_id)
+
+
 async def test_refill_waits_refill_delay_while_the_pool_still_has_a_sandbox() -> None:
-    launcher = FakeLauncher()
+    launcher = TimedLauncher()
     pool = make_pool(launcher, refill_delay=0.3)
     await until(lambda: pool.stats()["ready"] == 2)  # an empty pool fills at once
+    claimed_at = asyncio.get_running_loop().time()
     await pool.claim(timeout=1)
-    for _ in range(20):
-        await asyncio.sleep(0)  # let the refill task run as far as it will before the delay
-    assert len(launcher.launched) == 2 and pool.stats()["ready"] == 1
-    await until(lambda: pool.stats()["ready"] == 2)  # ... and after it
+    await until(lambda: pool.stats()["ready"] == 2)  # the replacement came ...
     assert len(launcher.launched) == 3
+    # ... no sooner than refill_delay after the claim. A lower bound: load only makes it
+    # later, so this cannot flake on a busy machine (asyncio.timeout fires at or after it).
+    assert launcher.times[2] - claimed_at >= 0.3, launcher.times
 
 
 async def test_refill_skips_the_delay_when_the_pool_runs_dry() -> None:

@@ -92,6 +92,29 @@ def test_a_token_authenticates_to_exactly_its_tenant() -> None:
     assert tenants.authenticate("") is None and tenants.authenticate("alice-secre") is None
 
 
+@pytest.mark.parametrize("token", [ALICE_TOKEN, BOB_TOKEN, "default-secret", "wrong"])
+def test_every_tenants_hash_is_compared_in_constant_time_with_no_early_return(
+        monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    """README: tokens are "compared in constant time"; docs/api.md: "as hashes ... against
+    every tenant's". So the token's sha256 meets each stored hash once, through
+    ``hmac.compare_digest``, even when the first one already matched (alice is first)."""
+    tenants = _tenants()
+    calls: list[tuple[bytes, bytes]] = []
+    real = tenants_module.hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(tenants_module.hmac, "compare_digest", recording)
+    found = tenants.authenticate(token)
+    stored = {hash_token(t).encode() for t in (ALICE_TOKEN, BOB_TOKEN, "default-secret")}
+    assert [a for a, _ in calls] == [hash_token(token).encode()] * 3  # the hash, never the token
+    assert {b for _, b in calls} == stored
+    assert (found.name if found else None) == {ALICE_TOKEN: "alice", BOB_TOKEN: "bob",
+                                               "default-secret": "default"}.get(token)
+
+
 def test_the_default_token_may_not_be_another_tenants() -> None:
     configs = {"alice": TenantConfig("alice", token_sha256=hash_token("same"))}
     with pytest.raises(ConfigError, match="SANDCELL_TOKEN is also"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from typing import Any
+
 import docker
 import pytest
 
 import sandcell
 
-from .conftest import Gateway
+from .conftest import Gateway, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -35,7 +39,7 @@ def test_inside_the_sandbox(client: sandcell.Client) -> None:
         ex = session.execute(PROBE, timeout=30)
     assert ex.error is None, ex.error
     uid, net, root, caps, docker_sock, nics, home = ex.stdout.split(" ", 6)
-    assert uid != "0"
+    assert uid == "1000"  # README: "a non-root user (uid 1000)"
     assert net in ("OSError", "gaierror") or net.endswith("Error") and net != "ok"
     assert root in ("OSError", "PermissionError")
     assert int(caps, 16) == 0
@@ -44,17 +48,22 @@ def test_inside_the_sandbox(client: sandcell.Client) -> None:
     assert home.strip() == "ok"
 
 
+def container_of(gateway: Gateway, session: sandcell.Session) -> Iterator[Any]:
+    docker_client = docker.from_env()
+    try:
+        [container] = docker_client.containers.list(
+            filters={"label": [f"org.sandcell.gateway={gateway.gateway_id}",
+                               f"org.sandcell.sandbox={session.id}"]})
+        yield container
+    finally:
+        docker_client.close()
+
+
 def test_container_settings(client: sandcell.Client, gateway: Gateway) -> None:
     with client.sessions.create() as session:
-        docker_client = docker.from_env()
-        try:
-            [container] = docker_client.containers.list(
-                filters={"label": [f"org.sandcell.gateway={gateway.gateway_id}",
-                                   f"org.sandcell.sandbox={session.id}"]})
+        for container in container_of(gateway, session):
             host = container.attrs["HostConfig"]
             labels = container.labels
-        finally:
-            docker_client.close()
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0
@@ -62,3 +71,35 @@ def test_container_settings(client: sandcell.Client, gateway: Gateway) -> None:
     assert all(not b.startswith("/var/run/docker.sock") for b in host.get("Binds") or [])
     assert labels["org.sandcell.template"] == "python"
     assert labels["org.sandcell.sandbox"].startswith("sbx_")  # the owner lives in the store
+
+
+# Write to pid 1's stdout (tini's: the container's log stream; the kernel's own fds are
+# captured by ipykernel and would go to IOPub instead), 8 MiB, then one last line.
+LOG_FLOOD = """
+with open('/proc/1/fd/1', 'w') as log:
+    for _ in range(8192):
+        log.write('x' * 1023 + '\\n')
+    log.write('END-OF-FLOOD\\n')
+"""
+
+
+def test_container_logs_are_bounded_by_log_max_size(client: sandcell.Client,
+                                                    gateway: Gateway) -> None:
+    """README: "bounded container logs" ([templates.python.limits] log_max_size = "1m")."""
+    with client.sessions.create() as session:
+        for container in container_of(gateway, session):
+            log_config = container.attrs["HostConfig"]["LogConfig"]
+            assert log_config == {"Type": "json-file",
+                                  "Config": {"max-size": "1m", "max-file": "1"}}, log_config
+            ex = session.execute(LOG_FLOOD, timeout=120)
+            assert ex.error is None, ex.error
+            wait_for(lambda: b"END-OF-FLOOD" in container.logs(tail=3), 30,
+                     "the flood's last line in the container log")
+            log_path = container.attrs["LogPath"]
+            directory = os.path.dirname(log_path)
+            files = [os.path.join(directory, name) for name in os.listdir(directory)
+                     if name.startswith(os.path.basename(log_path))]
+            on_disk = sum(os.path.getsize(f) for f in files)
+    # 8 MiB went in (more as JSON lines); Docker keeps the live file plus at most one rotated
+    # one, each cut near max-size: well under the flood, whatever the rotation timing
+    assert on_disk <= 2.5 * (1 << 20), (files, on_disk)

@@ -5,7 +5,11 @@ Each attack runs in its own sandbox, beside a bystander session that must keep a
 
 from __future__ import annotations
 
+import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -62,19 +66,27 @@ def test_disk_fill_hits_enospc_inside_the_sandbox(client: sandcell.Client,
     assert ex.stdout.count("ENOSPC") == 2, ex.stdout
 
 
+SPIN = ("import multiprocessing as mp\n"
+        "def spin():\n    while True:\n        pass\n"
+        "workers = [mp.Process(target=spin, daemon=True) for _ in range(4)]\n"
+        "for w in workers:\n    w.start()\n"
+        "print('spinning', flush=True)\n"
+        "try:\n    spin()\nfinally:\n    for w in workers:\n        w.kill()\n")
+
+
 def test_cpu_spin_does_not_starve_another_session(client: sandcell.Client,
                                                   bystander: sandcell.Session) -> None:
+    """Five spinning processes in one sandbox (its cpus limit holds them to one core): the
+    bystander still answers every cell while they spin. How fast is the bench's question
+    (bench/); the 30 s per cell here only says "not starved" on a loaded 2-core machine."""
     with client.sessions.create() as spinner:
-        with spinner.execute_stream("print('spinning', flush=True)\nwhile True:\n    pass") as stream:
+        with spinner.execute_stream(SPIN) as stream:
             next(e for e in stream if isinstance(e, sandcell.StreamEvent))  # it spins now
-            latencies = []
-            for _ in range(10):
-                start = time.perf_counter()
-                assert bystander.execute("1+1").text == "2"
-                latencies.append(time.perf_counter() - start)
+            answers = [bystander.execute(f"{i}+1", timeout=30).text for i in range(10)]
+            assert spinner.refresh().state == "busy"  # still spinning while the bystander answered
             spinner.interrupt()
             assert stream.result().error.ename == "KeyboardInterrupt"
-        assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
+    assert answers == [str(i + 1) for i in range(10)]
 
 
 @pytest.mark.parametrize("target", ["10.0.0.1", "172.17.0.1", "192.168.1.1",
@@ -113,12 +125,9 @@ ESCAPES = {
     "setuid root": "import os; os.setuid(0)",
     "mount": "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
              "assert libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0, ctypes.get_errno()",
-    "ptrace a host pid": "import ctypes; libc = ctypes.CDLL(None, use_errno=True)\n"
-                         "assert libc.ptrace(16, 4000000, None, None) == 0, ctypes.get_errno()",
     "write root fs": "open('/etc/passwd', 'a').write('x')",
     "docker socket": "import socket; s = socket.socket(socket.AF_UNIX)\n"
                      "s.connect('/var/run/docker.sock')",
-    "host files": "open('/proc/1/root/etc/shadow').read()",
     "raw socket": "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)",
 }
 
@@ -130,6 +139,55 @@ def test_escape_attempts_fail(client: sandcell.Client, name: str) -> None:
     assert ex.error is not None, f"{name} succeeded"
     assert ex.error.ename in ("PermissionError", "AssertionError", "OSError",
                               "FileNotFoundError", "ConnectionRefusedError"), ex.error
+
+
+@pytest.fixture
+def host_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A process on the host running as the sandbox's uid (1000), so only the PID namespace
+    stands between it and the sandbox's code: same uid, no Yama on this kernel."""
+    process = subprocess.Popen(["sleep", "600"], user=1000, group=1000)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _tracer_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(l for l in status if l.startswith("TracerPid")).split()[1])
+
+
+def test_ptrace_cannot_reach_a_host_process(client: sandcell.Client,
+                                            host_process: subprocess.Popen[bytes]) -> None:
+    """A real host pid, alive, of the sandbox's own uid: attaching to it from inside must
+    fail with ESRCH (the pid names nothing in the sandbox's PID namespace), and the host
+    process is left untraced. With ``--pid host`` the attach succeeds and this fails."""
+    pid = host_process.pid
+    code = ("import ctypes, errno, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"print(os.path.exists('/proc/{pid}'), libc.ptrace(16, {pid}, None, None),"
+            " errno.errorcode.get(ctypes.get_errno()))")
+    with client.sessions.create() as session:
+        ex = session.execute(code, timeout=30)
+    assert ex.error is None, ex.error
+    assert ex.stdout.split() == ["False", "-1", "ESRCH"], ex.stdout
+    assert host_process.poll() is None and _tracer_of(pid) == 0
+
+
+def test_a_host_file_is_invisible_from_inside(client: sandcell.Client, tmp_path: Path) -> None:
+    """A marker only the host has (made now, under the test's temp dir): the sandbox finds
+    it neither at its host path, nor through pid 1's root, nor anywhere in its filesystem."""
+    marker = tmp_path / f"sandcell-marker-{uuid.uuid4().hex}"
+    marker.write_text("host only")
+    code = (f"import os\npath, name = {str(marker)!r}, {marker.name!r}\n"
+            "print(os.path.exists(path), os.path.exists('/proc/1/root' + path))\n"
+            "print([os.path.join(d, n) for d, _, names in os.walk('/', onerror=lambda e: None)"
+            " if not d.startswith(('/proc', '/sys')) for n in names if n == name])")
+    with client.sessions.create() as session:
+        ex = session.execute(code, timeout=120)
+    assert ex.error is None, ex.error
+    assert ex.stdout.splitlines() == ["False False", "[]"], ex.stdout
+    assert marker.read_text() == "host only"  # the probe looked for the right thing
 
 
 def test_kernel_suicide_reports_kernel_died(client: sandcell.Client,

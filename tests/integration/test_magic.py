@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -160,9 +161,12 @@ def test_interrupting_the_cell_interrupts_the_sandbox(shell: InteractiveShell,
 
 def test_no_gateway_is_a_one_line_error(shell: InteractiveShell,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SANDCELL_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
-    with capture_output() as captured:
-        result = shell.run_cell("%%sandcell\n1")
+    # a port that is certainly closed: bound by us, never listening, held for the whole test
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("SANDCELL_URL", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        with capture_output() as captured:
+            result = shell.run_cell("%%sandcell\n1")
     assert isinstance(result.error_in_exec, sandcell.APIConnectionError)
     assert "APIConnectionError: could not reach" in captured.stdout
     assert "Traceback" not in captured.stdout

@@ -58,6 +58,7 @@ class InProcessLauncher(WorkerLauncher):
                 launcher.stopping.add(stopping)
                 await asyncio.Event().wait()
             if mode == "sleep":
+                ctx.progress(0, "sleeping")  # as the real test plugin: the call has arrived
                 await asyncio.sleep(seconds)
             if mode == "bad_output":
                 return {"steps": "three"}
@@ -185,8 +186,12 @@ async def test_a_cancelled_caller_still_releases_its_worker(service: PluginServi
     invocation = await service.open("sandcell_test_plugin", {"mode": "sleep", "seconds": 30})
     stream = invocation.events()
     started = await stream.__anext__()
+    progress = await stream.__anext__()  # the worker runs the call: it said "sleeping"
+    assert progress["msg_type"] == "progress", progress
     task = asyncio.ensure_future(stream.__anext__())
-    await asyncio.sleep(0.05)  # let the call reach the worker
+    async with asyncio.timeout(10):
+        while stream.ag_await is None:  # the caller now awaits the worker's next message
+            await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
