@@ -16,6 +16,7 @@ from .config import GatewayConfig, TemplateConfig
 from .errors import BackendUnavailable, BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
+from .reaper import Reaper
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
 from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord, remember
@@ -47,6 +48,7 @@ class SandboxService:
     def __init__(self, config: GatewayConfig, backend: DockerBackend) -> None:
         self.config = config
         self.backend = backend
+        self._reaper = Reaper(backend)  # containers leave in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
         self.pools = {name: WarmPool(t, launch=self._launch, destroy=self._destroy,
                                      launch_slots=slots, refill_delay=config.refill_delay)
@@ -96,8 +98,14 @@ class SandboxService:
                        language_info=dict(info.get("language_info") or {}))
 
     async def _destroy(self, sandbox: Sandbox) -> None:
+        """Unreachable at once (kernel connection closed); the container goes in the background."""
         sandbox.kernel.close()
-        await self.backend.remove(sandbox.handle)
+        self._reaper.remove(sandbox.handle)
+
+    def _require_docker(self) -> None:
+        """Destroying needs Docker: while it is unreachable the sandbox stays, usable (503)."""
+        if not self.backend.reachable:
+            raise BackendUnavailable(f"the sandbox was kept: {self.backend.last_error}")
 
     def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
@@ -176,15 +184,14 @@ class SandboxService:
         await self._remove(self.get(sandbox_id, tenant))
 
     async def _remove(self, sandbox: Sandbox, reason: str = "deleted") -> None:
-        """Remove the container first: if Docker is unreachable the sandbox stays (503)."""
+        """Forget the sandbox and close its kernel now; the container goes in the background
+        (reaper.py). If Docker is unreachable the sandbox stays (503)."""
         if self._sandboxes.get(sandbox.id) is not sandbox:
             return  # already removed (or restarted: a fresh sandbox serves the id now)
-        await self.backend.remove(sandbox.handle)
-        if self._sandboxes.get(sandbox.id) is not sandbox:
-            return  # a concurrent delete won
+        self._require_docker()
         del self._sandboxes[sandbox.id]
-        await remember(self.store.mark_deleted(sandbox.id, reason))
         await self.pools[sandbox.template].release(sandbox)
+        await remember(self.store.mark_deleted(sandbox.id, reason))
         await self._purge_history()
 
     def execute(self, sandbox_id: str, tenant: Tenant, code: str, timeout: float | None
@@ -247,14 +254,10 @@ class SandboxService:
         The tenant keeps one sandbox, so caps are not consulted; it spends one creation of
         the tenant's create rate (a warm container is claimed, else 429)."""
         old = self.get(sandbox_id, tenant)
+        self._require_docker()  # keep the old one while Docker is away: the client retries
         tenant.admit_create()
         pool = self.pools[old.template]
         fresh = await self._claim(pool)
-        try:
-            await self.backend.remove(old.handle)
-        except BaseException:
-            pool.give_back(fresh)  # Docker is unreachable: keep the old one, the client retries
-            raise
         fresh.public_id = sandbox_id
         fresh.created_at, fresh.expires_at = old.created_at, old.expires_at
         fresh.touch()
@@ -308,6 +311,7 @@ class SandboxService:
         claimed, self._sandboxes = list(self._sandboxes.values()), {}
         await asyncio.gather(*(self._destroy(s) for s in claimed), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await self._reaper.close()
         await self.backend.remove_all()
         self.backend.close()
         await asyncio.gather(*self._writes, return_exceptions=True)
