@@ -16,6 +16,7 @@ from .config import GatewayConfig, TemplateConfig
 from .errors import BackendUnavailable, BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
+from .pool_sizing import MemoryBudget, ReadyTarget, parse_size
 from .reaper import Reaper
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
@@ -50,8 +51,11 @@ class SandboxService:
         self.backend = backend
         self._reaper = Reaper(backend)  # containers leave in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
+        budget = MemoryBudget(parse_size(config.pool_memory_budget))
         self.pools = {name: WarmPool(t, launch=self._launch, destroy=self._destroy,
-                                     launch_slots=slots, refill_delay=config.refill_delay)
+                                     launch_slots=slots, refill_delay=config.refill_delay,
+                                     sizing=_sizing(t), budget=budget,
+                                     ready_memory=parse_size(t.ready_memory))
                       for name, t in config.templates.items()}
         self._sandboxes: dict[str, Sandbox] = {}
         # why recently removed sandboxes went, told to their own tenant: id -> (tenant, reason)
@@ -318,6 +322,13 @@ class SandboxService:
         if self.store.is_open:
             await self.store.mark_all_deleted("the gateway shut down")
             await self.store.close()
+
+
+def _sizing(template: TemplateConfig) -> ReadyTarget | None:
+    """The claim-rate-following target, unless the template keeps a fixed ``min_ready``."""
+    if not template.adaptive:
+        return None
+    return ReadyTarget(floor=template.min_ready, ceiling=template.max_total)
 
 
 def _record(sandbox: Sandbox) -> SandboxRecord:
