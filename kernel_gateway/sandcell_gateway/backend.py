@@ -62,7 +62,9 @@ def sandbox_uid() -> int:
 def run_options(template: TemplateConfig, uid: int) -> dict[str, Any]:
     """docker-py ``containers.run`` keyword arguments for the template's hardening."""
     limits = template.limits
+    runtime = {"runtime": template.runtime} if template.runtime else {}  # e.g. crun, if registered
     return {
+        **runtime,
         "user": f"{uid}:{uid}",
         "read_only": limits.read_only,
         "tmpfs": {

@@ -50,6 +50,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
+from .pool_sizing import parse_size
+
 DEFAULT_PORT = 8765
 DEFAULT_IMAGE = "sandcell/python:latest"
 
@@ -85,6 +87,11 @@ class TemplateConfig:
     max_total: int = 16
     claim_timeout: float | None = None  # None: the gateway's claim_timeout
     limits: Limits = Limits()
+    # ready sandboxes follow the claim rate between min_ready and max_total (pool_sizing.py);
+    # false: always exactly min_ready
+    adaptive: bool = True
+    ready_memory: str = "64m"  # what one warm idle sandbox holds, against pool_memory_budget
+    runtime: str = ""  # OCI runtime Docker runs the containers with ("crun"); "": the daemon's
 
     def __post_init__(self) -> None:
         if self.min_ready < 0 or self.max_total < 1 or self.min_ready > self.max_total:
@@ -92,6 +99,7 @@ class TemplateConfig:
                 f"template {self.name!r}: need 0 <= min_ready <= max_total and max_total >= 1, "
                 f"got min_ready={self.min_ready}, max_total={self.max_total}"
             )
+        _size(self.ready_memory, f"[templates.{self.name}] ready_memory")
 
 
 def default_plugins_dir() -> Path:
@@ -249,6 +257,7 @@ class GatewayConfig:
     max_output_bytes: int = 32 * 1024 * 1024  # per execution; beyond it output is dropped
     launch_concurrency: int = 2
     refill_delay: float = 0.25  # a claim's refill waits this long while the pool still has one
+    pool_memory_budget: str = "2g"  # ready sandboxes of all pools together, above their floors
     state_dir: Path = Path()
     runtime_dir: Path = Path()
     store_path: Path = Path()  # session history (SQLite); default below
@@ -272,6 +281,7 @@ class GatewayConfig:
             raise ConfigError(f"[gateway] idle_timeout must be >= 0 (0 disables), got {self.idle_timeout}")
         if self.max_sandboxes < 0:
             raise ConfigError("[gateway]: max_sandboxes must be >= 0")
+        _size(self.pool_memory_budget, "[gateway] pool_memory_budget")
         if not self.gateway_id:
             # port 0 means "any free port": several such gateways must not share an id
             suffix = self.port or f"pid{os.getpid()}"
@@ -286,6 +296,13 @@ class GatewayConfig:
 
     def template(self, name: str) -> TemplateConfig:
         return self.templates[name]
+
+
+def _size(text: str, where: str) -> int:
+    try:
+        return parse_size(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def default_runtime_dir() -> Path:

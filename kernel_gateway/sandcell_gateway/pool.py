@@ -6,10 +6,12 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from .config import TemplateConfig
 from .errors import GatewayError, ServiceUnavailable
+from .pool_sizing import FixedTarget, MemoryBudget, ReadyPolicy
 from .sandbox import Sandbox, new_sandbox_id
 
 log = logging.getLogger(__name__)
@@ -19,10 +21,13 @@ Destroyer = Callable[[Sandbox], Awaitable[None]]
 # Failed starts back off 1, 2, 4 s, then retry every MAX_BACKOFF s: an unreachable Docker is
 # not hammered, and a pool refills within MAX_BACKOFF s (plus a start) once Docker is back.
 MAX_BACKOFF = 5.0
+DECAY_CHECK = 1.0  # s: how often a pool above its floor checks whether its target fell
 
 
 class WarmPool:
-    """Keeps ``min_ready`` sandboxes of one template ready, never more than ``max_total`` alive.
+    """Keeps ``sizing.ready()`` sandboxes of one template ready (``min_ready`` unless an
+    adaptive policy follows the claim rate, see pool_sizing.py), never more than ``max_total``
+    alive, and within the gateway's memory ``budget`` above the floor.
 
     ``claim()`` pops a ready sandbox without touching Docker and wakes the refill task; when the
     pool is empty it waits for the next ready one until a deadline. A claimed sandbox leaves the
@@ -38,9 +43,17 @@ class WarmPool:
     """
 
     def __init__(self, template: TemplateConfig, *, launch: Launcher, destroy: Destroyer,
-                 launch_slots: asyncio.Semaphore | None = None, refill_delay: float = 0.0) -> None:
+                 launch_slots: asyncio.Semaphore | None = None, refill_delay: float = 0.0,
+                 sizing: ReadyPolicy | None = None, budget: MemoryBudget | None = None,
+                 ready_memory: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.template = template
+        self._clock = clock
         self.refill_delay = refill_delay
+        self._sizing = sizing or FixedTarget(template.min_ready)
+        self._adaptive = sizing is not None  # only then may the ready set shrink on its own
+        self._budget, self._ready_memory = budget, ready_memory
+        if budget is not None:
+            budget.register(lambda: len(self._ready) + self._starting, ready_memory)
         self._launch = launch
         self._destroy = destroy
         self._slots = launch_slots or asyncio.Semaphore(2)
@@ -59,6 +72,7 @@ class WarmPool:
     def stats(self) -> dict[str, object]:
         return {"ready": len(self._ready), "starting": self._starting, "claimed": self._claimed,
                 "min_ready": self.template.min_ready, "max_total": self.template.max_total,
+                "target": self._target(),
                 "last_error": self.last_error, "failed_starts": self._failures}
 
     @property
@@ -83,6 +97,7 @@ class WarmPool:
 
     async def claim(self, timeout: float) -> Sandbox:
         """Hand out a ready sandbox (O(1) when one is ready)."""
+        self._sizing.record_claim(self._clock())
         if self._ready:
             sandbox = self._ready.popleft()
             self._claimed += 1
@@ -148,14 +163,31 @@ class WarmPool:
         if not self._ready or self._waiters:
             self._urgent.set()
 
-    def _deficit(self) -> int:
-        wanted = max(self.template.min_ready, len(self._waiters)) - len(self._ready) - self._starting
+    def _target(self) -> int:
+        """Ready sandboxes to aim for: the policy's, above the floor only within the budget."""
+        target = self._sizing.ready(self._clock())
+        floor = self.template.min_ready
+        if self._budget is not None and target > floor:
+            warm = len(self._ready) + self._starting
+            target = max(floor, min(target, warm + self._budget.room(self._ready_memory)))
+        return target
+
+    def _deficit(self, target: int) -> int:
+        wanted = max(target, len(self._waiters)) - len(self._ready) - self._starting
         room = self.template.max_total - self.total
         return max(0, min(wanted, room))
 
+    def _trim(self, target: int) -> None:
+        """The claim rate fell: destroy the ready sandboxes past the target (newest first)."""
+        while self._adaptive and len(self._ready) > target and not self._waiters:
+            self._spawn(self._destroy(self._ready.pop()))
+
     async def _refill_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            above_floor = self._adaptive and len(self._ready) > self.template.min_ready
+            with contextlib.suppress(TimeoutError):  # above the floor: notice a decay
+                async with asyncio.timeout(DECAY_CHECK if above_floor else None):
+                    await self._wake.wait()
             if self._ready and not self._waiters:
                 # Starting a container takes both cores for a moment: let the claimant's first
                 # cells run first. An empty pool or a waiting claim refills at once.
@@ -164,7 +196,9 @@ class WarmPool:
                         await self._urgent.wait()
             self._wake.clear()
             self._urgent.clear()
-            for _ in range(self._deficit()):
+            target = self._target()
+            self._trim(target)
+            for _ in range(self._deficit(target)):
                 self._starting += 1
                 self._spawn(self._start_one())
 
@@ -174,6 +208,7 @@ class WarmPool:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self) -> None:
+        started = self._clock()  # the wait for a launch slot is part of producing one
         try:
             async with self._slots:
                 sandbox = await self._launch(self.template, new_sandbox_id())
@@ -188,6 +223,7 @@ class WarmPool:
             return
         self._starting -= 1
         self.last_error, self._failures = None, 0
+        self._sizing.record_start(self._clock() - started)
         self._offer(sandbox)
 
     async def _after_failure(self, message: str) -> None:

@@ -16,6 +16,8 @@ from .config import GatewayConfig, TemplateConfig
 from .errors import BackendUnavailable, BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
+from .pool_sizing import MemoryBudget, ReadyTarget, parse_size
+from .reaper import Reaper
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
 from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord, remember
@@ -47,9 +49,13 @@ class SandboxService:
     def __init__(self, config: GatewayConfig, backend: DockerBackend) -> None:
         self.config = config
         self.backend = backend
+        self._reaper = Reaper(backend)  # containers leave in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
+        budget = MemoryBudget(parse_size(config.pool_memory_budget))
         self.pools = {name: WarmPool(t, launch=self._launch, destroy=self._destroy,
-                                     launch_slots=slots, refill_delay=config.refill_delay)
+                                     launch_slots=slots, refill_delay=config.refill_delay,
+                                     sizing=_sizing(t), budget=budget,
+                                     ready_memory=parse_size(t.ready_memory))
                       for name, t in config.templates.items()}
         self._sandboxes: dict[str, Sandbox] = {}
         # why recently removed sandboxes went, told to their own tenant: id -> (tenant, reason)
@@ -96,8 +102,14 @@ class SandboxService:
                        language_info=dict(info.get("language_info") or {}))
 
     async def _destroy(self, sandbox: Sandbox) -> None:
+        """Unreachable at once (kernel connection closed); the container goes in the background."""
         sandbox.kernel.close()
-        await self.backend.remove(sandbox.handle)
+        self._reaper.remove(sandbox.handle)
+
+    def _require_docker(self) -> None:
+        """Destroying needs Docker: while it is unreachable the sandbox stays, usable (503)."""
+        if not self.backend.reachable:
+            raise BackendUnavailable(f"the sandbox was kept: {self.backend.last_error}")
 
     def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
@@ -176,15 +188,14 @@ class SandboxService:
         await self._remove(self.get(sandbox_id, tenant))
 
     async def _remove(self, sandbox: Sandbox, reason: str = "deleted") -> None:
-        """Remove the container first: if Docker is unreachable the sandbox stays (503)."""
+        """Forget the sandbox and close its kernel now; the container goes in the background
+        (reaper.py). If Docker is unreachable the sandbox stays (503)."""
         if self._sandboxes.get(sandbox.id) is not sandbox:
             return  # already removed (or restarted: a fresh sandbox serves the id now)
-        await self.backend.remove(sandbox.handle)
-        if self._sandboxes.get(sandbox.id) is not sandbox:
-            return  # a concurrent delete won
+        self._require_docker()
         del self._sandboxes[sandbox.id]
-        await remember(self.store.mark_deleted(sandbox.id, reason))
         await self.pools[sandbox.template].release(sandbox)
+        await remember(self.store.mark_deleted(sandbox.id, reason))
         await self._purge_history()
 
     def execute(self, sandbox_id: str, tenant: Tenant, code: str, timeout: float | None
@@ -247,14 +258,10 @@ class SandboxService:
         The tenant keeps one sandbox, so caps are not consulted; it spends one creation of
         the tenant's create rate (a warm container is claimed, else 429)."""
         old = self.get(sandbox_id, tenant)
+        self._require_docker()  # keep the old one while Docker is away: the client retries
         tenant.admit_create()
         pool = self.pools[old.template]
         fresh = await self._claim(pool)
-        try:
-            await self.backend.remove(old.handle)
-        except BaseException:
-            pool.give_back(fresh)  # Docker is unreachable: keep the old one, the client retries
-            raise
         fresh.public_id = sandbox_id
         fresh.created_at, fresh.expires_at = old.created_at, old.expires_at
         fresh.touch()
@@ -308,12 +315,20 @@ class SandboxService:
         claimed, self._sandboxes = list(self._sandboxes.values()), {}
         await asyncio.gather(*(self._destroy(s) for s in claimed), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await self._reaper.close()
         await self.backend.remove_all()
         self.backend.close()
         await asyncio.gather(*self._writes, return_exceptions=True)
         if self.store.is_open:
             await self.store.mark_all_deleted("the gateway shut down")
             await self.store.close()
+
+
+def _sizing(template: TemplateConfig) -> ReadyTarget | None:
+    """The claim-rate-following target, unless the template keeps a fixed ``min_ready``."""
+    if not template.adaptive:
+        return None
+    return ReadyTarget(floor=template.min_ready, ceiling=template.max_total)
 
 
 def _record(sandbox: Sandbox) -> SandboxRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,14 @@ class FakeKernel:
     def fail_pending(self) -> None:
         self.failed = True
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class FakeBackend:
     """The Docker boundary: removing a container only records it."""
+
+    reachable = True
 
     def __init__(self) -> None:
         self.removed: list[str] = []
@@ -54,11 +60,15 @@ class FakeBackend:
 
 
 class FakePool:
-    def __init__(self) -> None:
+    """Releases as WarmPool does: its destroy callback (the service's) disposes of it."""
+
+    def __init__(self, destroy: Callable[[Sandbox], Awaitable[None]]) -> None:
         self.released: list[str] = []
+        self._destroy = destroy
 
     async def release(self, sandbox: Sandbox) -> None:
         self.released.append(sandbox.id)
+        await self._destroy(sandbox)
 
 
 def sandbox(sandbox_id: str, last_active: float) -> Sandbox:
@@ -72,7 +82,7 @@ async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None
     config = load_config(store_path=tmp_path / "h.sqlite3", idle_timeout=60)
     backend = FakeBackend()
     service = SandboxService(config, backend=backend)  # type: ignore[arg-type]
-    pool = FakePool()
+    pool = FakePool(service._destroy)
     service.pools = {"python": pool}  # type: ignore[dict-item]
     idle, busy = "sbx_" + "a" * 16, "sbx_" + "b" * 16
     service._sandboxes = {idle: sandbox(idle, T0), busy: sandbox(busy, T0)}
@@ -80,6 +90,7 @@ async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None
     try:
         service._sandboxes[busy].last_active = T0 + 30  # e.g. an execute 30 s in
         removed: dict[str, Any] = await service.remove_due(T0 + 61)
+        await service._reaper.wait_idle()  # containers go in the background
         assert list(removed) == [idle] and pool.released == [idle] and backend.removed == [idle]
         assert [s.id for s in service.list(OWNER)] == [busy]
         with pytest.raises(NotFound, match=r"removed it \(culled: idle for 61s"):

@@ -363,7 +363,7 @@ def test_kernel_script_seeds_home_and_execs_ipykernel() -> None:
     assert text.startswith("#!/bin/sh\n") and script.stat().st_mode & 0o111
     assert "/opt/sandcell/share/matplotlib" in text
     assert text.rstrip().endswith(
-        'exec /opt/sandcell/bin/python -m ipykernel_launcher '
+        'exec /opt/sandcell/bin/python -m sandcell_launcher '
         '-f "${SANDCELL_CONNECTION_FILE:-/conn/kernel.json}" \\\n'
-        '    --IPKernelApp.extensions=sandcell_output'
+        '    --IPKernelApp.extensions=sandcell_output --HistoryManager.enabled=False'
     )
