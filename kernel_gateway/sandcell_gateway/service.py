@@ -14,6 +14,8 @@ from typing import Any
 from .backend import DockerBackend
 from .config import GatewayConfig, TemplateConfig
 from .errors import BackendUnavailable, BadRequest, NotFound
+from .backend import ContainerHandle
+from .guard import KernelGuard, MessageLimits
 from .kernel import KernelConnection
 from .pool import WarmPool
 from .recovery import Recovery
@@ -59,15 +61,20 @@ class SandboxService:
         self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Future[None]] = set()  # history writes nobody awaits
+        self._killing: dict[str, asyncio.Future[None]] = {}  # cut-off kernels being removed
+        self.guard = KernelGuard(message_limits(config),
+                                 config.state_dir / f"{config.gateway_id}-relays")
 
     async def start(self) -> None:
         """Re-adopt what a crashed run left (see recovery.py), reap the rest, fill the pools."""
         self.backend.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self.guard.reset()
         await self.store.open()
         # before recovery, so a sandbox dying while it is checked is still noticed
         self.backend.watch_exits(self._on_container_exit)
         self.backend.when_reachable_again(self._retry_pools)
-        adopted, report = await Recovery(self.config, self.backend, self.store).run()
+        adopted, report = await Recovery(self.config, self.backend, self.store,
+                                         connect=self.connect).run()
         for sandbox in adopted:
             self._sandboxes[sandbox.id] = sandbox
             self.pools[sandbox.template].adopt(sandbox)
@@ -83,7 +90,7 @@ class SandboxService:
 
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
         handle = await self.backend.launch(template, sandbox_id)
-        kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
+        kernel = self.connect(handle)
         try:
             async with asyncio.timeout(self.config.ready_timeout):
                 info = await kernel.wait_ready(self.config.ready_timeout)
@@ -95,9 +102,43 @@ class SandboxService:
         return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
                        language_info=dict(info.get("language_info") or {}))
 
+    def connect(self, handle: ContainerHandle) -> KernelConnection:
+        """A connection to the container's kernel, every byte from it through the guard."""
+        guard = self.guard.sandbox(handle.sandbox_id,
+                                   lambda reason: self._on_violation(handle, reason))
+        return KernelConnection(handle.connection, output_limit=self.config.max_output_bytes,
+                                guard=guard,
+                                max_message_bytes=self.config.max_kernel_message_bytes)
+
+    def _on_violation(self, handle: ContainerHandle, reason: str) -> None:
+        """The guard cut a kernel off (see guard.py): it dies with that reason, now."""
+        for sandbox in self._sandboxes.values():
+            if sandbox.handle is handle:
+                sandbox.mark_dead(reason)
+                break
+        else:
+            for pool in self.pools.values():
+                pool.discard(handle.sandbox_id)
+        kill = asyncio.ensure_future(self._kill(handle))
+        self._killing[handle.sandbox_id] = kill
+        kill.add_done_callback(lambda _: self._killing.pop(handle.sandbox_id, None))
+
+    async def _remove_container(self, handle: ContainerHandle) -> None:
+        killing = self._killing.get(handle.sandbox_id)
+        if killing is not None:  # Docker refuses a second removal while one runs
+            await asyncio.shield(killing)
+        await self.backend.remove(handle)
+
+    async def _kill(self, handle: ContainerHandle) -> None:
+        try:
+            await self.backend.remove(handle)
+        except BackendUnavailable:  # the client's delete retries it
+            log.warning("could not remove the container of cut-off kernel %s yet",
+                        handle.sandbox_id)
+
     async def _destroy(self, sandbox: Sandbox) -> None:
         sandbox.kernel.close()
-        await self.backend.remove(sandbox.handle)
+        await self._remove_container(sandbox.handle)
 
     def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
@@ -179,7 +220,7 @@ class SandboxService:
         """Remove the container first: if Docker is unreachable the sandbox stays (503)."""
         if self._sandboxes.get(sandbox.id) is not sandbox:
             return  # already removed (or restarted: a fresh sandbox serves the id now)
-        await self.backend.remove(sandbox.handle)
+        await self._remove_container(sandbox.handle)
         if self._sandboxes.get(sandbox.id) is not sandbox:
             return  # a concurrent delete won
         del self._sandboxes[sandbox.id]
@@ -251,7 +292,7 @@ class SandboxService:
         pool = self.pools[old.template]
         fresh = await self._claim(pool)
         try:
-            await self.backend.remove(old.handle)
+            await self._remove_container(old.handle)
         except BaseException:
             pool.give_back(fresh)  # Docker is unreachable: keep the old one, the client retries
             raise
@@ -314,6 +355,11 @@ class SandboxService:
         if self.store.is_open:
             await self.store.mark_all_deleted("the gateway shut down")
             await self.store.close()
+
+
+def message_limits(config: GatewayConfig) -> MessageLimits:
+    return MessageLimits(config.max_kernel_message_bytes, config.max_kernel_messages_per_second,
+                         config.max_kernel_bytes_per_second)
 
 
 def _record(sandbox: Sandbox) -> SandboxRecord:
