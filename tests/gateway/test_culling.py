@@ -39,7 +39,7 @@ OWNER = Tenant.from_config(TenantConfig("default"))
 
 
 class FakeKernel:
-    def fail_pending(self) -> None:
+    def fail_pending(self, reason: str = "") -> None:
         self.failed = True
 
 
