@@ -98,14 +98,18 @@ def _delete_all(kernels: dict[str, tuple[str, str | None]]) -> None:
 def main(argv: list[str]) -> int:
     parent = int(argv[0])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    fd, pending, kernels = sys.stdin.fileno(), b"", {}  # type: dict[str, tuple[str, str | None]]
-    while os.getppid() == parent:
-        readable, _, _ = select.select([fd], [], [], CHECK_PARENT_EVERY)
+    kernels: dict[str, tuple[str, str | None]] = {}
+    fd, pending, open_ = sys.stdin.fileno(), b"", True
+    # Read on after the parent is gone (it may die before this process even starts): what
+    # it wrote is still in the pipe, and EOF (or silence) ends the drain.
+    while open_:
+        wait = CHECK_PARENT_EVERY if os.getppid() == parent else 0
+        readable, _, _ = select.select([fd], [], [], wait)
         if not readable:
+            open_ = os.getppid() == parent
             continue
         chunk = os.read(fd, 65536)
-        if not chunk:
-            break
+        open_ = bool(chunk)
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             _apply(kernels, line)
