@@ -193,21 +193,6 @@ def test_papermill_with_a_parameter(kernelspecs: Path, tmp_path: Path) -> None:
     assert out.cells[-1].outputs[0]["text"] == "20\n"
 
 
-def test_nbval_runs_a_folder_of_notebooks_each_in_a_sandbox(kernelspecs: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    for i in range(2):
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            "import os; print(os.getuid())", outputs=[nbformat.v4.new_output(
-                "stream", name="stdout", text="1000\n")])])
-        nbformat.write(nb, folder / f"n{i}.ipynb")
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    done = run("-m", "pytest", "--nbval", "--nbval-kernel-name", KERNEL, "-p", "no:cacheprovider",
-               "-q", str(folder), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
-
-
 @pytest.mark.parametrize("setting, expected", [
     ({"SANDCELL_URL": "http://127.0.0.1:9"}, "sandcell serve"),
     ({"SANDCELL_TOKEN": "wrong"}, "SANDCELL_TOKEN"),
