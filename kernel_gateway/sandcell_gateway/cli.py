@@ -1,5 +1,6 @@
 """``sandcell`` command line: ``serve`` the gateway, ``images`` build/list the sandbox images,
-``tenants`` make the config lines of a tenant's token."""
+``tenants`` make the config lines of a tenant's token, ``kernelspec install`` the Jupyter
+kernelspecs of the templates (the SDK's ``python -m sandcell.jupyter``, client-side)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-build", action="store_true", help="fail instead of building images")
     serve.add_argument("--log-level", default="INFO")
     sub.add_parser("images", help="build or list sandbox images", add_help=False)
+    sub.add_parser("kernelspec", help="install Jupyter kernelspecs for the templates",
+                   add_help=False)
     tenants = sub.add_parser("tenants", help="config lines for tenants' tokens")
     tenant_sub = tenants.add_subparsers(dest="tenants_command", required=True)
     tenant_sub.add_parser("hash-token", help="read a token on stdin, print its token_sha256 line")
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from .imagebuild import main as images_main
 
         return images_main(argv[1:])
+    if argv[:1] == ["kernelspec"]:
+        from sandcell.jupyter.__main__ import main as jupyter_main
+
+        return jupyter_main(argv, prog="sandcell")
     args = _parser().parse_args(argv)
     if args.command == "tenants":
         return _tenants(args)

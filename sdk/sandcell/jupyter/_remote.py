@@ -1,0 +1,146 @@
+"""A Sandcell kernel as the provisioner sees it: a claimed sandbox behind a local bridge.
+
+Everything here runs on one daemon thread's event loop (:class:`BridgeLoop`), shared by the
+process's Sandcell kernels, because jupyter_client's synchronous ``KernelManager`` runs its
+coroutines on a loop that stops between calls, and the bridge must keep relaying meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
+
+import zmq.asyncio
+
+from .._config import ClientConfig
+from .._exceptions import SandcellError
+from ._bridge import ChannelBridge, open_channels
+from ._gateway import GatewayKernels, start_error
+from ._reaper import Reaper
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DIED = 1  # poll()'s exit code for a sandbox that died or was deleted behind our back
+
+
+class BridgeLoop:
+    """One daemon thread running the event loop of every Sandcell kernel in this process."""
+
+    _current: ClassVar[BridgeLoop | None] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.context = zmq.asyncio.Context()
+        threading.Thread(target=self.loop.run_forever, name="sandcell-bridge", daemon=True).start()
+
+    @classmethod
+    def get(cls) -> BridgeLoop:
+        with cls._lock:
+            if cls._current is None or cls._current.pid != os.getpid():
+                cls._current = cls()  # a forked child cannot use its parent's thread
+            return cls._current
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the bridge loop and await it from the caller's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+
+class RemoteKernel:
+    """The sandboxes behind one kernel manager, one at a time (a restart claims a new one).
+
+    ``exit_code`` is ``None`` while the current sandbox lives: ``poll()`` reads it.
+    """
+
+    def __init__(self, spec_name: str, template: str, key: bytes, context: zmq.asyncio.Context) -> None:
+        self.spec_name, self.template, self.key = spec_name, template, key
+        self.context = context
+        self.session_id = uuid.uuid4().hex
+        self.kernel_id: str | None = None
+        self.exit_code: int | None = None
+        self._bridge: ChannelBridge | None = None
+        self._gateway: GatewayKernels | None = None
+
+    async def start(self, env: dict[str, str]) -> dict[str, Any]:
+        """Claim a warm sandbox and relay the local sockets to it; the connection info."""
+        gateway = await self._gateway_for(ClientConfig.resolve())
+        if self._bridge is None:
+            self._bridge = ChannelBridge(self.key, self.context)
+        try:
+            kernel_id = await gateway.claim(self.template, env)
+        except SandcellError as exc:
+            raise self._start_error(exc) from exc
+        Reaper.get().add(kernel_id, gateway.config.base_url, gateway.config.token)
+        try:
+            ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())
+        except Exception as exc:
+            await self._delete(kernel_id)
+            raise self._start_error(SandcellError(f"its channels WebSocket failed: {exc}")) from exc
+        self.kernel_id, self.exit_code = kernel_id, None
+        asyncio.ensure_future(self._watch(kernel_id, self._bridge.attach(ws, kernel_id)))
+        return self._bridge.connection_info()
+
+    async def interrupt(self) -> None:
+        if self.kernel_id is not None and self.exit_code is None and self._gateway is not None:
+            await self._gateway.interrupt(self.kernel_id)
+
+    async def stop(self, exit_code: int) -> None:
+        """Delete the current sandbox (shutdown, terminate and kill all mean this)."""
+        kernel_id = self.kernel_id
+        if kernel_id is None or self.exit_code is not None:
+            return
+        self.exit_code = exit_code
+        if self._bridge is not None:
+            self._bridge.detach()
+        await self._delete(kernel_id)
+
+    async def close(self) -> None:
+        """Release everything: the sandbox, the local sockets and the HTTP client."""
+        await self.stop(0)
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+        if self._gateway is not None:
+            await self._gateway.aclose()
+            self._gateway = None
+
+    async def _gateway_for(self, config: ClientConfig) -> GatewayKernels:
+        if self._gateway is None or self._gateway.config != config:
+            if self._gateway is not None:
+                await self._gateway.aclose()
+            self._gateway = GatewayKernels(config)
+        return self._gateway
+
+    async def _delete(self, kernel_id: str) -> None:
+        assert self._gateway is not None
+        try:
+            await self._gateway.delete(kernel_id)
+        except SandcellError as exc:
+            log.warning("sandcell: could not delete sandbox %s (%s); the reaper will retry when "
+                        "this process exits", kernel_id, exc)
+            return
+        Reaper.get().remove(kernel_id)
+
+    async def _watch(self, kernel_id: str, upstream: asyncio.Future[Any]) -> None:
+        """The WebSocket closed: unless we closed it, the sandbox died (or the gateway went)."""
+        try:
+            await upstream
+        except Exception as exc:  # a read error is a close too
+            log.debug("sandcell: channels of %s failed: %s", kernel_id, exc)
+        if self.kernel_id != kernel_id or self.exit_code is not None:
+            return  # we stopped it ourselves, or it was replaced by a restart
+        log.warning("sandcell: the sandbox of kernel %s died or was deleted", kernel_id)
+        self.exit_code = DIED
+        if self._bridge is not None:
+            self._bridge.detach()
+        await self._delete(kernel_id)
+
+    def _start_error(self, exc: SandcellError) -> Exception:
+        url = self._gateway.config.base_url if self._gateway else "?"
+        return start_error(exc, self.spec_name, self.template, url)
