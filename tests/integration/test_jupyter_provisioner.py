@@ -153,14 +153,14 @@ os.kill(os.getpid(), 9)
 
 
 def test_no_sandbox_outlives_a_crashed_client(kernelspecs: Path, gateway: Gateway) -> None:
-    client = subprocess.Popen([sys.executable, "-c", CRASHING_CLIENT], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert client.stdout is not None and client.stdin is not None
-    kernel_id = client.stdout.readline().strip()
-    assert kernel_id in sandboxes(gateway)
-    client.stdin.write("\n")
-    client.stdin.flush()
-    assert client.wait(timeout=30) == -signal.SIGKILL
+    with subprocess.Popen([sys.executable, "-c", CRASHING_CLIENT], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as client:
+        assert client.stdout is not None and client.stdin is not None
+        kernel_id = client.stdout.readline().strip()
+        assert kernel_id in sandboxes(gateway)
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.wait(timeout=30) == -signal.SIGKILL
     wait_for(lambda: kernel_id not in sandboxes(gateway) or None, 30, "the reaper's delete")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from jupyter_client.connect import KernelConnectionInfo
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
@@ -70,9 +71,13 @@ class ChannelBridge:
         self._tasks += [asyncio.ensure_future(self._heartbeat()),
                         asyncio.ensure_future(self._to_upstream())]
 
-    def connection_info(self) -> dict[str, Any]:
+    def connection_info(self) -> KernelConnectionInfo:
         """What jupyter_client needs to reach the local sockets."""
-        return {**self.ports, "ip": "127.0.0.1", "transport": "tcp", "key": self.key,
+        ports = self.ports
+        return {"shell_port": ports["shell_port"], "iopub_port": ports["iopub_port"],
+                "stdin_port": ports["stdin_port"], "control_port": ports["control_port"],
+                "hb_port": ports["hb_port"], "ip": "127.0.0.1", "transport": "tcp",
+                "key": self.key,  # type: ignore[typeddict-item]  # bytes, as jupyter_client keeps it
                 "signature_scheme": "hmac-sha256"}
 
     def attach(self, ws: WebSocketClientConnection, kernel_id: str) -> asyncio.Future[Any]:

@@ -26,7 +26,7 @@ POLL_INTERVAL = 0.02  # seconds between checks in wait(); poll() itself is a loc
 STOPPED_BY = {signal.SIGTERM: -signal.SIGTERM, signal.SIGKILL: -signal.SIGKILL}
 
 
-class SandcellProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class SandcellProvisioner(KernelProvisionerBase):
     """Claims a warm sandbox on ``launch_kernel`` and bridges local ZMQ sockets to it.
 
     >>> from jupyter_client.manager import KernelManager  # doctest: +SKIP

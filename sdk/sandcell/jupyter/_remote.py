@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 from typing import Any, ClassVar, TypeVar
 
 import zmq.asyncio
+from jupyter_client.connect import KernelConnectionInfo
 
 from .._config import ClientConfig
 from .._exceptions import SandcellError
@@ -67,7 +68,7 @@ class RemoteKernel:
         self._bridge: ChannelBridge | None = None
         self._gateway: GatewayKernels | None = None
 
-    async def start(self, env: dict[str, str]) -> dict[str, Any]:
+    async def start(self, env: dict[str, str]) -> KernelConnectionInfo:
         """Claim a warm sandbox and relay the local sockets to it; the connection info."""
         gateway = await self._gateway_for(ClientConfig.resolve())
         if self._bridge is None:
@@ -75,6 +76,7 @@ class RemoteKernel:
         try:
             kernel_id = await gateway.claim(self.template, env)
         except SandcellError as exc:
+            await self._release()  # jupyter_client calls no cleanup after a failed start
             raise self._start_error(exc) from exc
         Reaper.get().add(kernel_id, gateway.config.base_url, gateway.config.token)
         try:
@@ -103,6 +105,9 @@ class RemoteKernel:
     async def close(self) -> None:
         """Release everything: the sandbox, the local sockets and the HTTP client."""
         await self.stop(0)
+        await self._release()
+
+    async def _release(self) -> None:
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
