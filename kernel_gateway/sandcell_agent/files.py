@@ -79,11 +79,12 @@ class Files:
                 from exc
         try:
             with os.scandir(fd) as entries:
-                found = [info(e.name, _join(resolved.shown, e.name),
-                              e.stat(follow_symlinks=False)) for e in entries]
+                found: list[pb.FileInfo] = [info(e.name, _join(resolved.shown, e.name),
+                                                 e.stat(follow_symlinks=False)) for e in entries]
         finally:
             os.close(fd)
-        return pb.ListDirReply(entries=sorted(found, key=lambda e: e.name))
+        found.sort(key=lambda e: e.name)
+        return pb.ListDirReply(entries=found)
 
     def read(self, path: str) -> Iterator[pb.ReadChunk]:
         resolved = self.check(path)

@@ -86,7 +86,7 @@ def _unary(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     try:
         return call()
     except AgentError as exc:
-        return _abort(context, exc)  # type: ignore[no-any-return]
+        return _abort(context, exc)
 
 
 def _stream(context: grpc.ServicerContext, call: Callable[[], Iterator[T]]) -> Iterator[T]:
@@ -108,7 +108,7 @@ def serve(socket_path: str, roots: Roots) -> grpc.Server:
     rpc.add_SandboxAgentServicer_to_server(agent, server)
     server.add_insecure_port(f"unix:{socket_path}")
     server.start()
-    server.agent = agent  # type: ignore[attr-defined]
+    server.agent = agent
     return server
 
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    server.agent.processes.kill_all()  # type: ignore[attr-defined]
+    server.agent.processes.kill_all()
     server.stop(grace=1).wait()
     return 0
 
