@@ -120,3 +120,11 @@ def test_signal_kills_the_process_group(agent: tuple[rpc.SandboxAgentStub, Path]
     stub.Signal(pb.SignalRequest(process_id="p2", signal=9))
     events = list(stream)
     assert events[-1].exited.exit_code == -9
+
+
+def test_its_protocol_loads_beside_the_plugin_protocol() -> None:
+    """One process (the gateway) holds both: their symbols must not collide in protobuf's pool."""
+    import importlib
+
+    for module in ("sandcell_plugin._proto.plugin_pb2", "sandcell_agent._proto.sandbox_pb2"):
+        importlib.import_module(module)

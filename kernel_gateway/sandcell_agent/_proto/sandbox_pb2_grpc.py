@@ -37,57 +37,57 @@ class SandboxAgentStub:
             channel: A grpc.Channel.
         """
         self.Health = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/Health',
+                '/sandcell.sandbox.v1.SandboxAgent/Health',
                 request_serializer=sandbox__pb2.HealthRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.HealthReply.FromString,
                 _registered_method=True)
         self.ReadFile = channel.unary_stream(
-                '/sandcell.v1.SandboxAgent/ReadFile',
+                '/sandcell.sandbox.v1.SandboxAgent/ReadFile',
                 request_serializer=sandbox__pb2.PathRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.ReadChunk.FromString,
                 _registered_method=True)
         self.WriteFile = channel.stream_unary(
-                '/sandcell.v1.SandboxAgent/WriteFile',
+                '/sandcell.sandbox.v1.SandboxAgent/WriteFile',
                 request_serializer=sandbox__pb2.WriteChunk.SerializeToString,
                 response_deserializer=sandbox__pb2.FileInfo.FromString,
                 _registered_method=True)
         self.ListDir = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/ListDir',
+                '/sandcell.sandbox.v1.SandboxAgent/ListDir',
                 request_serializer=sandbox__pb2.PathRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.ListDirReply.FromString,
                 _registered_method=True)
         self.Stat = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/Stat',
+                '/sandcell.sandbox.v1.SandboxAgent/Stat',
                 request_serializer=sandbox__pb2.PathRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.FileInfo.FromString,
                 _registered_method=True)
         self.Remove = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/Remove',
+                '/sandcell.sandbox.v1.SandboxAgent/Remove',
                 request_serializer=sandbox__pb2.RemoveRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.RemoveReply.FromString,
                 _registered_method=True)
         self.MakeDir = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/MakeDir',
+                '/sandcell.sandbox.v1.SandboxAgent/MakeDir',
                 request_serializer=sandbox__pb2.PathRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.FileInfo.FromString,
                 _registered_method=True)
         self.Rename = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/Rename',
+                '/sandcell.sandbox.v1.SandboxAgent/Rename',
                 request_serializer=sandbox__pb2.RenameRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.FileInfo.FromString,
                 _registered_method=True)
         self.Start = channel.unary_stream(
-                '/sandcell.v1.SandboxAgent/Start',
+                '/sandcell.sandbox.v1.SandboxAgent/Start',
                 request_serializer=sandbox__pb2.StartRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.ProcessEvent.FromString,
                 _registered_method=True)
         self.WriteStdin = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/WriteStdin',
+                '/sandcell.sandbox.v1.SandboxAgent/WriteStdin',
                 request_serializer=sandbox__pb2.StdinRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.StdinReply.FromString,
                 _registered_method=True)
         self.Signal = channel.unary_unary(
-                '/sandcell.v1.SandboxAgent/Signal',
+                '/sandcell.sandbox.v1.SandboxAgent/Signal',
                 request_serializer=sandbox__pb2.SignalRequest.SerializeToString,
                 response_deserializer=sandbox__pb2.SignalReply.FromString,
                 _registered_method=True)
@@ -228,9 +228,9 @@ def add_SandboxAgentServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'sandcell.v1.SandboxAgent', rpc_method_handlers)
+            'sandcell.sandbox.v1.SandboxAgent', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('sandcell.v1.SandboxAgent', rpc_method_handlers)
+    server.add_registered_method_handlers('sandcell.sandbox.v1.SandboxAgent', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
@@ -251,7 +251,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Health',
+            '/sandcell.sandbox.v1.SandboxAgent/Health',
             sandbox__pb2.HealthRequest.SerializeToString,
             sandbox__pb2.HealthReply.FromString,
             options,
@@ -278,7 +278,7 @@ class SandboxAgent:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/ReadFile',
+            '/sandcell.sandbox.v1.SandboxAgent/ReadFile',
             sandbox__pb2.PathRequest.SerializeToString,
             sandbox__pb2.ReadChunk.FromString,
             options,
@@ -305,7 +305,7 @@ class SandboxAgent:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/sandcell.v1.SandboxAgent/WriteFile',
+            '/sandcell.sandbox.v1.SandboxAgent/WriteFile',
             sandbox__pb2.WriteChunk.SerializeToString,
             sandbox__pb2.FileInfo.FromString,
             options,
@@ -332,7 +332,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/ListDir',
+            '/sandcell.sandbox.v1.SandboxAgent/ListDir',
             sandbox__pb2.PathRequest.SerializeToString,
             sandbox__pb2.ListDirReply.FromString,
             options,
@@ -359,7 +359,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Stat',
+            '/sandcell.sandbox.v1.SandboxAgent/Stat',
             sandbox__pb2.PathRequest.SerializeToString,
             sandbox__pb2.FileInfo.FromString,
             options,
@@ -386,7 +386,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Remove',
+            '/sandcell.sandbox.v1.SandboxAgent/Remove',
             sandbox__pb2.RemoveRequest.SerializeToString,
             sandbox__pb2.RemoveReply.FromString,
             options,
@@ -413,7 +413,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/MakeDir',
+            '/sandcell.sandbox.v1.SandboxAgent/MakeDir',
             sandbox__pb2.PathRequest.SerializeToString,
             sandbox__pb2.FileInfo.FromString,
             options,
@@ -440,7 +440,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Rename',
+            '/sandcell.sandbox.v1.SandboxAgent/Rename',
             sandbox__pb2.RenameRequest.SerializeToString,
             sandbox__pb2.FileInfo.FromString,
             options,
@@ -467,7 +467,7 @@ class SandboxAgent:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Start',
+            '/sandcell.sandbox.v1.SandboxAgent/Start',
             sandbox__pb2.StartRequest.SerializeToString,
             sandbox__pb2.ProcessEvent.FromString,
             options,
@@ -494,7 +494,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/WriteStdin',
+            '/sandcell.sandbox.v1.SandboxAgent/WriteStdin',
             sandbox__pb2.StdinRequest.SerializeToString,
             sandbox__pb2.StdinReply.FromString,
             options,
@@ -521,7 +521,7 @@ class SandboxAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sandcell.v1.SandboxAgent/Signal',
+            '/sandcell.sandbox.v1.SandboxAgent/Signal',
             sandbox__pb2.SignalRequest.SerializeToString,
             sandbox__pb2.SignalReply.FromString,
             options,
