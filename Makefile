@@ -22,7 +22,9 @@ typecheck: install
 	$(PYTHON) -m mypy
 
 test: images typecheck
-	$(PYTHON) -m pytest --cov --cov-report=term
+	$(PYTHON) -m coverage run -m pytest
+	$(PYTHON) -m coverage combine -q
+	$(PYTHON) -m coverage report
 
 bench: images
 	$(PYTHON) -m pip install --quiet -e '.[bench]'

@@ -79,6 +79,7 @@ class Invocation:
         self._seq = 0
         self._started = False
         self._completed_ok = False  # only a worker that completed its call may be reused
+        self._released = False
 
     def _event(self, msg_type: str, content: dict[str, Any]) -> Event:
         event = {"seq": self._seq, "msg_type": msg_type, "content": content}
@@ -96,8 +97,16 @@ class Invocation:
                                           "reused": self._worker.invocations > 0})
             async with contextlib.aclosing(self._invoke()) as stream:
                 async for event in stream:
+                    if event["msg_type"] in ("completed", "failed"):
+                        # before the caller sees the end: its next call may find this worker
+                        self._release()
                     yield event
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
             self._service.release(self._worker, reusable=self._completed_ok)
 
     async def _invoke(self) -> AsyncGenerator[Event, None]:
@@ -130,7 +139,7 @@ class Invocation:
         """Release the worker of an invocation whose events were never read."""
         if not self._started:
             self._started = True
-            self._service.release(self._worker)
+            self._release()
 
     def _completed(self, output_json: str) -> Event:
         try:
