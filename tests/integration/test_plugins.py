@@ -298,29 +298,32 @@ async def test_async_sdk_invokes(gateway: Gateway) -> None:
 
 
 def test_a_reusing_plugin_serves_max_invocations_from_one_worker(gateway: Gateway) -> None:
+    """Each worker counts its calls in its own process: none serves more than its
+    ``max_invocations`` (2), calls in turn do reuse a worker, and a spent or failed worker is
+    removed, never handed out again. Which idle worker a call gets is the pool's choice (earlier
+    tests may leave several idle), so the test follows worker ids instead of assuming one."""
     pools_ready(gateway)
-    first = invoke(gateway, REUSE_PLUGIN, {})
-    if first[-1]["content"]["output"]["calls"] != 1:  # an earlier test's idle worker, now spent
-        first = invoke(gateway, REUSE_PLUGIN, {})
-    second = invoke(gateway, REUSE_PLUGIN, {})
-    worker = first[0]["content"]["worker_id"]
-    assert second[0]["content"]["worker_id"] == worker
-    outputs = [events[-1]["content"]["output"] for events in (first, second)]
-    assert [o["calls"] for o in outputs] == [1, 2]  # one process counted both calls
-    assert outputs[0]["host"] == outputs[1]["host"]
-    wait_until_removed(gateway, worker)  # "max_invocations": 2: served its two, then gone
+    calls: dict[str, list[int]] = {}
+    hosts: dict[str, set[str]] = {}
+    for _ in range(6):
+        events = invoke(gateway, REUSE_PLUGIN, {})
+        worker, output = events[0]["content"]["worker_id"], events[-1]["content"]["output"]
+        calls.setdefault(worker, []).append(output["calls"])
+        hosts.setdefault(worker, set()).add(output["host"])
+    for worker, counted in calls.items():
+        assert counted == list(range(counted[0], counted[0] + len(counted))), calls
+        assert counted[-1] <= 2 and len(hosts[worker]) == 1, (calls, hosts)
+    spent = [worker for worker, counted in calls.items() if counted[-1] == 2]
+    assert spent, calls  # calls in turn went to a worker that had served one already
+    for worker in spent:
+        wait_until_removed(gateway, worker)
 
-    # a failed call destroys a reused worker before it has served its two
-    ok = invoke(gateway, REUSE_PLUGIN, {})
-    fresh = ok[0]["content"]["worker_id"]
-    assert fresh != worker and ok[-1]["content"]["output"]["calls"] == 1
     failed = invoke(gateway, REUSE_PLUGIN, {"fail": True})
-    assert failed[0]["content"]["worker_id"] == fresh  # given back, handed out next
     assert failed[-1]["content"]["code"] == "asked_to_fail"
-    wait_until_removed(gateway, fresh)
+    broken = failed[0]["content"]["worker_id"]
+    wait_until_removed(gateway, broken)  # at once, whatever calls it had left
     after = invoke(gateway, REUSE_PLUGIN, {})
-    assert after[0]["content"]["worker_id"] != fresh
-    assert after[-1]["content"]["output"]["calls"] == 1
+    assert after[0]["content"]["worker_id"] not in (broken, *spent)
 
 
 def test_a_worker_that_dies_between_calls_is_never_handed_out(gateway: Gateway) -> None:
