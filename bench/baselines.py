@@ -27,6 +27,7 @@ from jupyter_client.manager import start_new_kernel
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from sandcell_gateway.backend import DockerBackend
+from sandcell_gateway.provisioner import KernelProvisioner
 from sandcell_gateway.config import load_config
 from sandcell_gateway.kernel import KernelConnection
 from sandcell_gateway.testing import wait_for
@@ -158,11 +159,11 @@ def container_per_request(runs: int) -> list[Sample]:
     """A fresh hardened container per request, ready when kernel_info answers, then 1+1."""
     ready: list[float] = []
 
-    async def run(backend: DockerBackend, template: Any) -> list[float]:
+    async def run(kernels: KernelProvisioner, template: Any) -> list[float]:
         times = []
         for _ in range(runs):
             start = time.perf_counter()
-            handle = await backend.launch(template, "sbx_" + secrets.token_hex(8))
+            handle = await kernels.launch(template, "sbx_" + secrets.token_hex(8))
             kernel = KernelConnection(handle.connection)
             try:
                 await kernel.wait_ready(60)
@@ -173,14 +174,14 @@ def container_per_request(runs: int) -> list[Sample]:
                 times.append(time.perf_counter() - start)
             finally:
                 kernel.close()
-                await backend.remove(handle)
+                await kernels.remove(handle)
         return times
 
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(gateway_id=f"bench-{secrets.token_hex(4)}", state_dir=Path(tmp))
         backend = DockerBackend(config)
         try:
-            times = asyncio.run(run(backend, config.template("python")))
+            times = asyncio.run(run(KernelProvisioner(config, backend), config.template("python")))
         finally:
             backend.close()
     return [Sample(FIRST, "container per request", times),

@@ -1,8 +1,10 @@
-"""Docker backend: launch, watch and remove hardened kernel containers.
+"""The Docker implementation of the container runtime seam (containers.py).
 
-Shaped like jupyter_client's provisioners (launch / poll / kill / cleanup). Every docker-py
-call blocks, so each one runs on a small thread pool of its own, never on the event loop.
-Containers are found by label, never by name.
+Every docker-py call blocks, so each one runs on a small thread pool of its own, never on the
+event loop. Containers are found by label, never by name. The hardening of every container
+(sandboxes' kernels and plugin workers alike) is decided here, from the template's limits:
+non-root, read-only root, no capabilities, no new privileges, no network, size-capped tmpfs,
+pids/memory/CPU limits, bounded logs.
 
 Docker may go away for a while (daemon restart, socket proxy down): calls then raise
 :class:`BackendUnavailable` (HTTP 503 ``backend_unavailable``), ``reachable`` turns False,
@@ -12,16 +14,13 @@ and the next call that gets through turns it True again. Nothing needs a gateway
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -29,9 +28,10 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig
 
-from .config import GatewayConfig, TemplateConfig
+from .config import GatewayConfig, Limits
+from .containers import (LABEL_PREFIX, SANDBOX_HOME, ContainerInfo, ExitListener, LaunchSpec,
+                         sandbox_uid)
 from .errors import BackendUnavailable, GatewayError
-from .kernel import read_connection_file, write_connection_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,31 +40,9 @@ LABEL_PREFIX = "org.sandcell."
 SANDBOX_HOME = "/home/sandbox"
 
 
-@dataclasses.dataclass
-class ContainerHandle:
-    """A started container and how to reach its kernel from the host."""
-
-    container_id: str
-    sandbox_id: str
-    template: str
-    conn_dir: Path
-    connection: dict[str, Any]
-    removing: bool = False  # its death is expected, not news
-    removed: bool = False
-
-
-def sandbox_uid() -> int:
-    """The uid kernels run as. A non-root gateway runs them as itself so it can reach their
-    ipc sockets (which the kernel creates with mode 0755)."""
-    return 1000 if os.getuid() == 0 else os.getuid()
-
-
-def run_options(template: TemplateConfig, uid: int) -> dict[str, Any]:
-    """docker-py ``containers.run`` keyword arguments for the template's hardening."""
-    limits = template.limits
-    runtime = {"runtime": template.runtime} if template.runtime else {}  # e.g. crun, if registered
+def run_options(limits: Limits, uid: int) -> dict[str, Any]:
+    """docker-py ``containers.run`` keyword arguments for ``limits``' hardening."""
     return {
-        **runtime,
         "user": f"{uid}:{uid}",
         "read_only": limits.read_only,
         "tmpfs": {
@@ -80,18 +58,18 @@ def run_options(template: TemplateConfig, uid: int) -> dict[str, Any]:
         "nano_cpus": int(limits.cpus * 1e9),
         "log_config": LogConfig(type="json-file", config={"max-size": limits.log_max_size,
                                                           "max-file": "1"}),
-        "environment": {"HOME": SANDBOX_HOME, "SANDCELL_CONNECTION_FILE": "/conn/kernel.json"},
     }
 
 
 class DockerBackend:
-    """Launches sandbox containers for one gateway and tracks them by its labels.
+    """This gateway's containers on one Docker daemon, tracked by its labels.
 
     Example::
 
         backend = DockerBackend(config)
-        handle = await backend.launch(config.template("python"), "sbx_0123456789abcdef")
-        await backend.remove(handle)
+        container_id = await backend.launch(LaunchSpec("sandcell/python:latest",
+                                                       "sbx_0123456789abcdef", "python", Limits()))
+        await backend.remove(container_id)
     """
 
     def __init__(self, config: GatewayConfig, client: docker.DockerClient | None = None) -> None:
@@ -99,15 +77,13 @@ class DockerBackend:
         self._client = client
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker")
         self._events_stop = threading.Event()
-        self._exit_listeners: list[Callable[[str, str], None]] = []
+        self._exit_listeners: list[ExitListener] = []
         self._uid = sandbox_uid()
-        self.docker_host = (config.docker_host or os.environ.get("DOCKER_HOST")
-                            or "unix:///var/run/docker.sock")
+        self.address = (config.docker_host or os.environ.get("DOCKER_HOST")
+                        or "unix:///var/run/docker.sock")
         self.reachable = True
         self.last_error = ""
         self._on_reachable: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
-        # per gateway: several gateways (tests, a user's own) may share the state_dir
-        self.root = config.state_dir / config.gateway_id
 
     @property
     def labels(self) -> dict[str, str]:
@@ -136,7 +112,7 @@ class DockerBackend:
 
     def _reached(self) -> None:
         if not self.reachable:
-            log.info("Docker at %s is reachable again", self.docker_host)
+            log.info("Docker at %s is reachable again", self.address)
             for loop, callback in self._on_reachable:
                 loop.call_soon_threadsafe(callback)
         self.reachable, self.last_error = True, ""
@@ -147,7 +123,7 @@ class DockerBackend:
         self._on_reachable.append((asyncio.get_running_loop(), callback))
 
     def _unreachable(self, exc: BaseException) -> str:
-        message = (f"Docker is unreachable at {self.docker_host} ({exc}); the gateway keeps "
+        message = (f"Docker is unreachable at {self.address} ({exc}); the gateway keeps "
                    "retrying on its own: retry the request later")
         if self.reachable:  # once per outage, not once per failed call
             log.warning("%s", message)
@@ -155,7 +131,6 @@ class DockerBackend:
         return message
 
     async def ping(self, timeout: float = 2.0) -> bool:
-        """Whether Docker answers now (``reachable`` is only as fresh as the last call)."""
         try:
             async with asyncio.timeout(timeout):  # a hung daemon must not hang /health
                 await self.run(lambda: self.client.ping())
@@ -174,97 +149,92 @@ class DockerBackend:
             return docker.DockerClient(base_url=self._config.docker_host, max_pool_size=16)
         return docker.from_env(max_pool_size=16)
 
-    async def launch(self, template: TemplateConfig, sandbox_id: str) -> ContainerHandle:
-        """Start a container whose kernel listens on ipc sockets in a fresh host directory."""
-        conn_dir = self.root / sandbox_id
-        conn_dir.mkdir(parents=True, mode=0o700)
-        try:
-            connection = write_connection_file(conn_dir, self._uid if os.getuid() == 0 else None)
-            labels = {**self.labels, LABEL_PREFIX + "sandbox": sandbox_id,
-                      LABEL_PREFIX + "template": template.name}
-            container = await self.run(
-                self.client.containers.run, template.image, detach=True, labels=labels,
-                volumes={str(conn_dir): {"bind": "/conn", "mode": "rw"}},
-                **run_options(template, self._uid))
-        except BaseException:
-            shutil.rmtree(conn_dir, ignore_errors=True)
-            raise
-        return ContainerHandle(container.id, sandbox_id, template.name, conn_dir, connection)
+    async def launch(self, spec: LaunchSpec) -> str:
+        labels = {**self.labels, **{LABEL_PREFIX + k: v for k, v in spec.labels.items()},
+                  LABEL_PREFIX + "sandbox": spec.instance_id,
+                  LABEL_PREFIX + "template": spec.template}
+        volumes = {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                   for m in spec.mounts}
+        runtime = {"runtime": spec.oci_runtime} if spec.oci_runtime else {}
+        container = await self.run(
+            self.client.containers.run, spec.image, detach=True, labels=labels, volumes=volumes,
+            environment={"HOME": SANDBOX_HOME, **spec.environment},
+            **runtime, **run_options(spec.limits, self._uid))
+        return str(container.id)
 
-    async def poll(self, handle: ContainerHandle) -> str | None:
-        """The container's status (``running``, ``exited``, ...), or None when it is gone."""
-        try:
-            container = await self.run(self.client.containers.get, handle.container_id)
-        except BackendUnavailable as exc:
-            if isinstance(exc.__cause__, docker.errors.NotFound):
-                return None
-            raise
-        return str(container.status)
+    async def remove(self, container_id: str) -> None:
+        await self.run(self._remove_now, container_id)
 
-    async def remove(self, handle: ContainerHandle) -> None:
-        """Kill and remove the container, then its connection directory. Idempotent.
-
-        When Docker is unreachable this raises and keeps both: the kernel still works (it needs
-        no Docker call) and the caller can retry.
-        """
-        if handle.removed:
-            return
-        handle.removing = True
-        try:
-            await self.run(self._remove_by_id, handle.container_id)
-        finally:
-            handle.removing = False
-        handle.removed = True
-        shutil.rmtree(handle.conn_dir, ignore_errors=True)
-
-    async def remove_container(self, container_id: str) -> None:
-        await self.run(self._remove_by_id, container_id)
-
-    def _remove_by_id(self, container_id: str) -> None:
+    def _remove_now(self, container_id: str) -> None:
         try:
             self.client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
 
-    async def containers(self) -> list[dict[str, Any]]:
-        """This gateway's containers, running or not (Docker's summaries: Id, State, Labels)."""
+    async def exit_reason(self, container_id: str, wait: float = 0.0) -> str | None:
+        if wait:
+            try:
+                await self.run(self.client.api.wait, container_id, timeout=wait)
+            except GatewayError:
+                pass  # still running after ``wait``, or gone: inspect says which
+        return await self.run(self._exit_reason_now, container_id)
+
+    def _exit_reason_now(self, container_id: str) -> str | None:
+        """Blocking: on the thread pool, or on the events thread."""
+        try:
+            state = self.client.api.inspect_container(container_id)["State"]
+        except docker.errors.DockerException:
+            return "its container was removed"
+        if state.get("Running"):
+            return None
+        if state.get("OOMKilled"):
+            return "out of memory: it used more than its memory limit"
+        code = state.get("ExitCode")
+        why = f"its process exited with code {code}"
+        if isinstance(code, int) and 128 < code < 160:
+            why += f" (killed by signal {code - 128})"  # e.g. `docker kill`: 137, SIGKILL
+        return why
+
+    async def logs(self, container_id: str, tail: int) -> str:
+        try:
+            raw = await self.run(self.client.api.logs, container_id, tail=tail)
+        except GatewayError:
+            return ""
+        return bytes(raw).decode(errors="replace").strip()
+
+    async def image_present(self, image: str) -> bool:
+        try:
+            await self.run(self.client.images.get, image)
+        except GatewayError as exc:
+            if exc.code == "image_missing":
+                return False
+            raise
+        return True
+
+    async def containers(self) -> list[ContainerInfo]:
         filters = {"label": _label_filters(self.labels)}
-        return await self.run(lambda: self.client.api.containers(all=True, filters=filters))
-
-    def reattach(self, container_id: str, sandbox_id: str, template: str) -> ContainerHandle:
-        """A handle on a container a previous run started (``OSError``/``ValueError`` when its
-        connection directory is gone)."""
-        conn_dir = self.root / sandbox_id
-        return ContainerHandle(container_id, sandbox_id, template, conn_dir,
-                               read_connection_file(conn_dir))
-
-    def remove_dirs_except(self, keep: set[str]) -> None:
-        """Remove connection directories of sandboxes not in ``keep`` (a crashed run's)."""
-        for path in self.root.iterdir() if self.root.is_dir() else ():
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+        found = await self.run(lambda: self.client.api.containers(all=True, filters=filters))
+        return [ContainerInfo(c["Id"], c.get("Labels", {}).get(LABEL_PREFIX + "sandbox", ""),
+                              c.get("State") == "running") for c in found]
 
     async def remove_all(self) -> int:
-        """Remove every container this gateway owns (used at shutdown)."""
         containers = await self.containers()
-        await asyncio.gather(*(self.remove_container(c["Id"]) for c in containers))
-        shutil.rmtree(self.root, ignore_errors=True)
+        await asyncio.gather(*(self.remove(c.id) for c in containers))
         return len(containers)
 
-    def watch_exits(self, on_exit: Callable[[str, str], None]) -> None:
-        """Call ``on_exit(sandbox_id, reason)`` on the loop whenever one of our containers
-        dies; ``reason`` says why in words a user can act on. Every listener gets every exit
-        (a plugin worker's id is its ``sandbox`` label); one events stream serves them all."""
+    def watch_exits(self, on_exit: ExitListener) -> None:
+        """One events stream serves every listener (a plugin worker's id is its ``sandbox``
+        label too)."""
         self._exit_listeners.append(on_exit)
         if len(self._exit_listeners) == 1:
             thread = threading.Thread(target=self._watch, args=(asyncio.get_running_loop(),),
                                       name="docker-events", daemon=True)
             thread.start()
 
-    def _on_exit(self, sandbox_id: str, reason: str) -> None:
+    def _on_exit(self, instance_id: str, reason: str) -> None:
         for listener in list(self._exit_listeners):
             try:
-                listener(sandbox_id, reason)
+                listener(instance_id, reason)
             except Exception:  # one broken listener must not starve the others
                 log.exception("a container exit listener failed")
 
@@ -285,20 +255,11 @@ class DockerBackend:
             self._events_stop.wait(1.0)  # backoff before reconnecting
 
     def _report_exit(self, loop: asyncio.AbstractEventLoop, actor: dict[str, Any]) -> None:
-        sandbox_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
-        if sandbox_id:
-            reason = self._death_reason(actor.get("ID", ""), actor["Attributes"])
-            loop.call_soon_threadsafe(self._on_exit, sandbox_id, reason)
-
-    def _death_reason(self, container_id: str, attributes: dict[str, str]) -> str:
-        """Runs on the events thread, so the blocking inspect is fine here."""
-        try:
-            state = self.client.api.inspect_container(container_id)["State"]
-        except docker.errors.DockerException:
-            return "its container was removed"
-        if state.get("OOMKilled"):
-            return "out of memory: the code used more than the sandbox's memory limit"
-        return f"its container exited with code {attributes.get('exitCode', state.get('ExitCode'))}"
+        instance_id = actor.get("Attributes", {}).get(LABEL_PREFIX + "sandbox")
+        if instance_id:
+            # "die" means it stopped, so this names how, or that it is already gone
+            reason = self._exit_reason_now(actor.get("ID", "")) or "its process stopped"
+            loop.call_soon_threadsafe(self._on_exit, instance_id, reason)
 
     def close(self) -> None:
         self._events_stop.set()

@@ -1,4 +1,4 @@
-"""Warm pools: kernels started and proven ready before anyone asks for them."""
+"""Warm pools: sandboxes (or plugin workers) started and proven ready before anyone asks."""
 
 from __future__ import annotations
 
@@ -8,41 +8,65 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypedDict, TypeVar
 
 from .config import TemplateConfig
 from .errors import GatewayError, ServiceUnavailable
 from .pool_sizing import FixedTarget, MemoryBudget, ReadyPolicy
-from .sandbox import Sandbox, new_sandbox_id
 
 log = logging.getLogger(__name__)
 
-Launcher = Callable[[TemplateConfig, str], Awaitable[Sandbox]]
-Destroyer = Callable[[Sandbox], Awaitable[None]]
+
+
+class Poolable(Protocol):
+    """What a pool needs of what it pools: an id (a sandbox's, a worker's)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Poolable)
+
+
+class PoolStats(TypedDict):
+    """A pool's counts, as /health and the plugin listing show them."""
+
+    ready: int
+    starting: int
+    claimed: int
+    min_ready: int
+    max_total: int
+    target: int
+    last_error: str | None
+    failed_starts: int
 # Failed starts back off 1, 2, 4 s, then retry every MAX_BACKOFF s: an unreachable Docker is
 # not hammered, and a pool refills within MAX_BACKOFF s (plus a start) once Docker is back.
 MAX_BACKOFF = 5.0
 DECAY_CHECK = 1.0  # s: how often a pool above its floor checks whether its target fell
 
 
-class WarmPool:
-    """Keeps ``sizing.ready()`` sandboxes of one template ready (``min_ready`` unless an
-    adaptive policy follows the claim rate, see pool_sizing.py), never more than ``max_total``
-    alive, and within the gateway's memory ``budget`` above the floor.
+class WarmPool(Generic[T]):
+    """Keeps ``sizing.ready()`` items of one template ready (``min_ready`` unless an adaptive
+    policy follows the claim rate, see pool_sizing.py), never more than ``max_total`` alive,
+    and within the gateway's memory ``budget`` above the floor.
 
-    ``claim()`` pops a ready sandbox without touching Docker and wakes the refill task; when the
-    pool is empty it waits for the next ready one until a deadline. A claimed sandbox leaves the
-    pool for good: ``release()`` destroys it. (A plugin worker that may serve another call
+    ``launch(template, new_id())`` makes an item, ``destroy(item)`` ends it. ``claim()`` pops
+    a ready item without touching the runtime and wakes the refill task; when the pool is
+    empty it waits for the next ready one until a deadline. A claimed item counts against
+    ``max_total`` until ``retire()`` destroys it. (A plugin worker that may serve another call
     waits for it outside the pool, in the plugin service, still counted claimed here.)
 
     Example::
 
-        pool = WarmPool(template, launch=backend_launch, destroy=backend_destroy)
+        pool = WarmPool[Sandbox](template, launch=launch, destroy=destroy, new_id=new_sandbox_id)
         pool.start()
         sandbox = await pool.claim(timeout=30)
-        await pool.release(sandbox)
+        await pool.retire(sandbox)
     """
 
-    def __init__(self, template: TemplateConfig, *, launch: Launcher, destroy: Destroyer,
+    def __init__(self, template: TemplateConfig, *,
+                 launch: Callable[[TemplateConfig, str], Awaitable[T]],
+                 destroy: Callable[[T], Awaitable[None]], new_id: Callable[[], str],
                  launch_slots: asyncio.Semaphore | None = None, refill_delay: float = 0.0,
                  sizing: ReadyPolicy | None = None, budget: MemoryBudget | None = None,
                  ready_memory: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -56,9 +80,10 @@ class WarmPool:
             budget.register(lambda: len(self._ready) + self._starting, ready_memory)
         self._launch = launch
         self._destroy = destroy
+        self._new_id = new_id
         self._slots = launch_slots or asyncio.Semaphore(2)
-        self._ready: collections.deque[Sandbox] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[Sandbox]] = collections.deque()
+        self._ready: collections.deque[T] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[T]] = collections.deque()
         self._starting = 0
         self._claimed = 0
         self._wake = asyncio.Event()
@@ -69,7 +94,7 @@ class WarmPool:
         self._failures = 0  # consecutive failed starts; sets the backoff
         self._retry = asyncio.Event()  # set by retry_now(): cut every backoff short
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> PoolStats:
         return {"ready": len(self._ready), "starting": self._starting, "claimed": self._claimed,
                 "min_ready": self.template.min_ready, "max_total": self.template.max_total,
                 "target": self._target(),
@@ -84,9 +109,9 @@ class WarmPool:
         return len(self._ready) + self._starting + self._claimed
 
     def short_of_slots(self, extra: int = 0) -> bool:
-        """Whether the waiting claims (plus ``extra`` new ones) outnumber the sandboxes ready
-        or starting for them while ``max_total`` leaves no room to start another: they wait
-        until a claimed one is released. (The plugin pools then recycle an idle worker.)"""
+        """Whether the waiting claims (plus ``extra`` new ones) outnumber the items ready or
+        starting for them while ``max_total`` leaves no room to start another: they wait until
+        a claimed one is retired. (The plugin pools then recycle an idle worker.)"""
         wanted = len(self._waiters) + extra
         return (wanted > len(self._ready) + self._starting
                 and self.total >= self.template.max_total)
@@ -95,19 +120,19 @@ class WarmPool:
         self._refill_task = asyncio.ensure_future(self._refill_forever())
         self._poke()
 
-    async def claim(self, timeout: float) -> Sandbox:
-        """Hand out a ready sandbox (O(1) when one is ready)."""
+    async def claim(self, timeout: float) -> T:
+        """Hand out a ready item (O(1) when one is ready)."""
         self._sizing.record_claim(self._clock())
         if self._ready:
-            sandbox = self._ready.popleft()
+            item = self._ready.popleft()
             self._claimed += 1
         else:
-            sandbox = await self._wait_for_ready(timeout)  # ``_offer`` counted it claimed
+            item = await self._wait_for_ready(timeout)  # ``_offer`` counted it claimed
         self._poke()
-        return sandbox
+        return item
 
-    async def _wait_for_ready(self, timeout: float) -> Sandbox:
-        waiter: asyncio.Future[Sandbox] = asyncio.get_running_loop().create_future()
+    async def _wait_for_ready(self, timeout: float) -> T:
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._poke()
         try:
@@ -129,32 +154,22 @@ class WarmPool:
         text = f"{self._claimed} claimed of max_total {self.template.max_total}"
         return f"{text}; last start failure: {self.last_error}" if self.last_error else text
 
-    async def release(self, sandbox: Sandbox) -> None:
-        """Destroy a claimed sandbox and let the pool start a replacement."""
+    async def retire(self, item: T) -> None:
+        """Destroy a claimed item; its slot lets the pool start a replacement."""
         self._claimed -= 1
         self._poke()
-        await self._destroy(sandbox)
+        await self._destroy(item)
 
-    def adopt(self, sandbox: Sandbox) -> None:
-        """Count a claimed sandbox a crashed run of the gateway left (re-adopted at start)."""
-        del sandbox  # only its slot matters: it counts against max_total until released
+    def adopt(self, item: T) -> None:
+        """Count a claimed item a crashed run of the gateway left (re-adopted at start)."""
+        del item  # only its slot matters: it counts against max_total until retired
         self._claimed += 1
 
-    def give_back(self, item: Sandbox) -> None:
-        """Return a claimed item to the ready set, to be handed out next.
-
-        Only for an item that was never used (a claim undone); a used sandbox is never
-        given back (``release()`` destroys it).
-        """
-        self._claimed -= 1
-        self._offer(item, first=True)
-        self._poke()
-
-    def discard(self, sandbox_id: str) -> None:
-        """Forget a ready sandbox whose container died before anyone claimed it."""
-        for sandbox in [s for s in self._ready if s.id == sandbox_id]:
-            self._ready.remove(sandbox)
-            self._spawn(self._destroy(sandbox))
+    def drop_ready(self, item_id: str) -> None:
+        """Forget a ready item whose container died before anyone claimed it."""
+        for item in [i for i in self._ready if i.id == item_id]:
+            self._ready.remove(item)
+            self._spawn(self._destroy(item))
             self._poke()
 
     def _poke(self) -> None:
@@ -178,7 +193,7 @@ class WarmPool:
         return max(0, min(wanted, room))
 
     def _trim(self, target: int) -> None:
-        """The claim rate fell: destroy the ready sandboxes past the target (newest first)."""
+        """The claim rate fell: destroy the ready items past the target (newest first)."""
         while self._adaptive and len(self._ready) > target and not self._waiters:
             self._spawn(self._destroy(self._ready.pop()))
 
@@ -211,7 +226,7 @@ class WarmPool:
         started = self._clock()  # the wait for a launch slot is part of producing one
         try:
             async with self._slots:
-                sandbox = await self._launch(self.template, new_sandbox_id())
+                item = await self._launch(self.template, self._new_id())
         except GatewayError as exc:
             self._starting -= 1
             await self._after_failure(str(exc))
@@ -224,7 +239,7 @@ class WarmPool:
         self._starting -= 1
         self.last_error, self._failures = None, 0
         self._sizing.record_start(self._clock() - started)
-        self._offer(sandbox)
+        self._offer(item)
 
     async def _after_failure(self, message: str) -> None:
         self.last_error = message
@@ -242,26 +257,26 @@ class WarmPool:
         self._retry = asyncio.Event()
         self._failures = 0
 
-    def _offer(self, sandbox: Sandbox, first: bool = False) -> None:
+    def _offer(self, item: T, first: bool = False) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 # counted as claimed now, not when the waiter wakes: until then the refill
                 # task would see a gap and start one sandbox too many
                 self._claimed += 1
-                waiter.set_result(sandbox)
+                waiter.set_result(item)
                 return
         if first:
-            self._ready.appendleft(sandbox)
+            self._ready.appendleft(item)
         else:
-            self._ready.append(sandbox)
+            self._ready.append(item)
 
     async def close(self) -> None:
-        """Stop refilling and destroy the ready sandboxes (claimed ones belong to the service)."""
+        """Stop refilling and destroy the ready items (claimed ones belong to the caller)."""
         if self._refill_task is not None:
             self._refill_task.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         ready, self._ready = list(self._ready), collections.deque()
-        await asyncio.gather(*(self._destroy(s) for s in ready), return_exceptions=True)
+        await asyncio.gather(*(self._destroy(i) for i in ready), return_exceptions=True)

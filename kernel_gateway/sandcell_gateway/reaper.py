@@ -12,7 +12,7 @@ record names is removed).
 
 Example::
 
-    reaper = Reaper(backend)
+    reaper = Reaper(kernels)  # a KernelProvisioner
     reaper.remove(handle)       # returns at once
     await reaper.close()        # at shutdown: wait for the queue
 """
@@ -24,7 +24,7 @@ import contextlib
 import logging
 from typing import Protocol
 
-from .backend import ContainerHandle
+from .provisioner import ContainerHandle
 from .errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ CLOSE_TIMEOUT = 30.0  # s shutdown waits for the queue (remove_all sweeps up aft
 
 
 class Remover(Protocol):
-    """The backend's removal call (``DockerBackend.remove``): idempotent, may raise
+    """The removal call (``KernelProvisioner.remove``): idempotent, may raise
     :class:`BackendUnavailable`."""
 
     async def remove(self, handle: ContainerHandle) -> None: ...
@@ -46,9 +46,9 @@ class Remover(Protocol):
 class Reaper:
     """A queue of containers to remove, worked off ``CONCURRENCY`` at a time."""
 
-    def __init__(self, backend: Remover, concurrency: int = CONCURRENCY,
+    def __init__(self, remover: Remover, concurrency: int = CONCURRENCY,
                  retry_every: float = RETRY_EVERY) -> None:
-        self._backend = backend
+        self._remover = remover
         self._slots = asyncio.Semaphore(concurrency)
         self._retry_every = retry_every
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,7 +80,7 @@ class Reaper:
     async def _retry_until_removed(self, handle: ContainerHandle) -> None:
         while True:
             try:
-                await self._backend.remove(handle)
+                await self._remover.remove(handle)
             except BackendUnavailable as exc:
                 log.info("removing container %s failed (%s); retrying",
                          handle.container_id[:12], exc)

@@ -10,7 +10,7 @@ other container carrying this gateway's label (old warm-pool members, orphans) i
 
 Example::
 
-    adopted, report = await Recovery(config, backend, store).run()
+    adopted, report = await Recovery(config, KernelProvisioner(config, runtime), store).run()
     log.info("%s", report)
 """
 
@@ -20,11 +20,11 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any
 
-from .backend import LABEL_PREFIX, ContainerHandle, DockerBackend
 from .config import GatewayConfig
+from .containers import ContainerInfo
 from .kernel import KernelConnection, KernelGone
+from .provisioner import ContainerHandle, KernelProvisioner
 from .sandbox import Sandbox
 from .store import HistoryStore, SandboxRecord
 
@@ -52,35 +52,35 @@ class RecoveryReport:
 class Recovery:
     """One pass over the store's live records and this gateway's containers; see the module."""
 
-    def __init__(self, config: GatewayConfig, backend: DockerBackend, store: HistoryStore,
+    def __init__(self, config: GatewayConfig, kernels: KernelProvisioner, store: HistoryStore,
                  adopt_timeout: float = ADOPT_TIMEOUT) -> None:
         self.config = config
-        self.backend = backend
+        self.kernels = kernels
         self.store = store
         self.adopt_timeout = adopt_timeout
 
     async def run(self) -> tuple[list[Sandbox], RecoveryReport]:
         started = time.monotonic()
         records = await self.store.live_sandboxes()
-        containers = await self.backend.containers()
-        running = {c["Id"]: c for c in containers if c.get("State") == "running"}
+        containers = await self.kernels.runtime.containers()
+        running = {c.id: c for c in containers if c.running}
         # concurrently: a start waits for the slowest check, not for the sum of them
         results = await asyncio.gather(*(self._adopt(r, running.get(r.container_id))
                                          for r in records))
         adopted = [s for s in results if s is not None]
         kept = {s.handle.container_id for s in adopted}
-        strays = [c["Id"] for c in containers if c["Id"] not in kept]
-        await asyncio.gather(*(self.backend.remove_container(c) for c in strays))
-        self.backend.remove_dirs_except({s.handle.sandbox_id for s in adopted})
+        strays = [c.id for c in containers if c.id not in kept]
+        await asyncio.gather(*(self.kernels.runtime.remove(c) for c in strays))
+        self.kernels.remove_dirs_except({s.handle.sandbox_id for s in adopted})
         return adopted, RecoveryReport(len(adopted), len(records) - len(adopted), len(strays),
                                        time.monotonic() - started)
 
-    async def _adopt(self, record: SandboxRecord, container: dict[str, Any] | None
+    async def _adopt(self, record: SandboxRecord, container: ContainerInfo | None
                      ) -> Sandbox | None:
         reason = self._unadoptable(record, container)
         if reason is None:
             try:
-                handle = self.backend.reattach(record.container_id, record.instance_id,
+                handle = self.kernels.reattach(record.container_id, record.instance_id,
                                                record.template)
             except (OSError, ValueError):
                 reason = "its connection directory was gone when the gateway restarted"
@@ -94,12 +94,12 @@ class Recovery:
         await self.store.mark_deleted(record.id, reason)
         return None
 
-    def _unadoptable(self, record: SandboxRecord, container: dict[str, Any] | None) -> str | None:
+    def _unadoptable(self, record: SandboxRecord, container: ContainerInfo | None) -> str | None:
         if record.template not in self.config.templates:
             return f"its template {record.template!r} is no longer configured"
         if container is None:
             return "its container was gone or stopped when the gateway restarted"
-        if container.get("Labels", {}).get(LABEL_PREFIX + "sandbox") != record.instance_id:
+        if container.instance_id != record.instance_id:
             return "its container id now names another sandbox"
         return None
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from .backend import ContainerHandle
 from .config import DEFAULT_TENANT
 from .errors import KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
+from .provisioner import ContainerHandle
 
 log = logging.getLogger(__name__)
 

@@ -39,15 +39,15 @@ async def serve(config: GatewayConfig) -> None:
     """Serve until SIGINT/SIGTERM; then destroy every sandbox this gateway started."""
     token, generated = gateway_token()
     tenants = Tenants(config.tenants, token)  # ConfigError before anything starts
-    backend = DockerBackend(config)
-    service = SandboxService(config, backend)
+    runtime = DockerBackend(config)
+    service = SandboxService(config, runtime)
     await service.start()
     await jupyter_state(service).load_sessions()
-    plugins = PluginService(config, backend) if config.plugins.enabled else None
+    plugins = PluginService(config, runtime) if config.plugins.enabled else None
     if plugins is not None:
         await plugins.start()
-        backend.when_reachable_again(plugins.retry_pools)
-        backend.watch_exits(plugins.on_container_exit)
+        runtime.when_reachable_again(plugins.retry_pools)
+        runtime.watch_exits(plugins.on_container_exit)
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(

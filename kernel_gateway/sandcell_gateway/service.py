@@ -11,15 +11,16 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from .backend import DockerBackend
 from .config import GatewayConfig, TemplateConfig
+from .containers import ContainerRuntime
 from .errors import BackendUnavailable, BadRequest, NotFound
 from .kernel import KernelConnection
 from .pool import WarmPool
 from .pool_sizing import MemoryBudget, ReadyTarget, parse_size
+from .provisioner import KernelProvisioner
 from .reaper import Reaper
 from .recovery import Recovery
-from .sandbox import REMOVED, Event, Sandbox
+from .sandbox import REMOVED, Event, Sandbox, new_sandbox_id
 from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord, remember
 from .tenants import Tenant, check_caps
 
@@ -37,7 +38,7 @@ class SandboxService:
 
     Example::
 
-        service = SandboxService(config, DockerBackend(config))
+        service = SandboxService(config, DockerBackend(config))  # any ContainerRuntime
         await service.start()
         sandbox = await service.create(tenant, template="python")
         async for event in service.execute(sandbox.id, tenant, "1+1", timeout=None):
@@ -46,16 +47,17 @@ class SandboxService:
         await service.close()
     """
 
-    def __init__(self, config: GatewayConfig, backend: DockerBackend) -> None:
+    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime) -> None:
         self.config = config
-        self.backend = backend
-        self._reaper = Reaper(backend)  # containers leave in the background, off the request path
+        self.runtime = runtime
+        self.kernels = KernelProvisioner(config, runtime)
+        self._reaper = Reaper(self.kernels)  # containers leave in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
         budget = MemoryBudget(parse_size(config.pool_memory_budget))
-        self.pools = {name: WarmPool(t, launch=self._launch, destroy=self._destroy,
-                                     launch_slots=slots, refill_delay=config.refill_delay,
-                                     sizing=_sizing(t), budget=budget,
-                                     ready_memory=parse_size(t.ready_memory))
+        self.pools = {name: WarmPool[Sandbox](t, launch=self._launch, destroy=self._destroy,
+                                              new_id=new_sandbox_id, launch_slots=slots, refill_delay=config.refill_delay,
+                                              sizing=_sizing(t), budget=budget,
+                                              ready_memory=parse_size(t.ready_memory))
                       for name, t in config.templates.items()}
         self._sandboxes: dict[str, Sandbox] = {}
         # why recently removed sandboxes went, told to their own tenant: id -> (tenant, reason)
@@ -68,12 +70,12 @@ class SandboxService:
 
     async def start(self) -> None:
         """Re-adopt what a crashed run left (see recovery.py), reap the rest, fill the pools."""
-        self.backend.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+        self.kernels.prepare()
         await self.store.open()
         # before recovery, so a sandbox dying while it is checked is still noticed
-        self.backend.watch_exits(self._on_container_exit)
-        self.backend.when_reachable_again(self._retry_pools)
-        adopted, report = await Recovery(self.config, self.backend, self.store).run()
+        self.runtime.watch_exits(self._on_container_exit)
+        self.runtime.when_reachable_again(self._retry_pools)
+        adopted, report = await Recovery(self.config, self.kernels, self.store).run()
         for sandbox in adopted:
             self._sandboxes[sandbox.id] = sandbox
             self.pools[sandbox.template].adopt(sandbox)
@@ -88,7 +90,7 @@ class SandboxService:
             pool.retry_now()
 
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
-        handle = await self.backend.launch(template, sandbox_id)
+        handle = await self.kernels.launch(template, sandbox_id)
         kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
         try:
             async with asyncio.timeout(self.config.ready_timeout):
@@ -96,7 +98,7 @@ class SandboxService:
                 await kernel.warm_up()
         except BaseException:
             kernel.close()
-            await self.backend.remove(handle)
+            await self.kernels.remove(handle)
             raise
         return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
                        language_info=dict(info.get("language_info") or {}))
@@ -108,8 +110,8 @@ class SandboxService:
 
     def _require_docker(self) -> None:
         """Destroying needs Docker: while it is unreachable the sandbox stays, usable (503)."""
-        if not self.backend.reachable:
-            raise BackendUnavailable(f"the sandbox was kept: {self.backend.last_error}")
+        if not self.runtime.reachable:
+            raise BackendUnavailable(f"the sandbox was kept: {self.runtime.last_error}")
 
     def _on_container_exit(self, container_sandbox_id: str, reason: str) -> None:
         for sandbox in self._sandboxes.values():
@@ -120,7 +122,7 @@ class SandboxService:
                 sandbox.mark_dead(reason)
                 return
         for pool in self.pools.values():
-            pool.discard(container_sandbox_id)
+            pool.drop_ready(container_sandbox_id)
 
     async def create(self, tenant: Tenant, template: str = "python", *,
                      ttl: float | None = None, env: dict[str, str] | None = None,
@@ -157,12 +159,12 @@ class SandboxService:
         check_caps(tenant, owned + self._claiming[tenant.name], total, self.config.max_sandboxes)
         tenant.admit_create()
 
-    async def _claim(self, pool: WarmPool) -> Sandbox:
+    async def _claim(self, pool: WarmPool[Sandbox]) -> Sandbox:
         """A warm sandbox; while Docker is unreachable only one already warm (no waiting for
         a start that cannot happen: 503 at once)."""
-        if not pool.has_ready and not self.backend.reachable:
+        if not pool.has_ready and not self.runtime.reachable:
             raise BackendUnavailable(f"no warm {pool.template.name!r} sandbox is ready and "
-                                     f"{self.backend.last_error}")
+                                     f"{self.runtime.last_error}")
         timeout = pool.template.claim_timeout or self.config.claim_timeout
         return await pool.claim(timeout)
 
@@ -194,7 +196,7 @@ class SandboxService:
             return  # already removed (or restarted: a fresh sandbox serves the id now)
         self._require_docker()
         del self._sandboxes[sandbox.id]
-        await self.pools[sandbox.template].release(sandbox)
+        await self.pools[sandbox.template].retire(sandbox)
         await remember(self.store.mark_deleted(sandbox.id, reason))
         await self._purge_history()
 
@@ -267,7 +269,7 @@ class SandboxService:
         fresh.touch()
         fresh.metadata, fresh.tenant = old.metadata, old.tenant
         self._sandboxes[sandbox_id] = fresh
-        await pool.release(old)
+        await pool.retire(old)
         await remember(self.store.update_container(
             sandbox_id, fresh.handle.sandbox_id, fresh.handle.container_id, fresh.language_info))
         await fresh.apply_env(old.env)
@@ -278,9 +280,9 @@ class SandboxService:
 
     async def docker_status(self) -> dict[str, Any]:
         """Whether Docker answers right now, where it is, and what failed last."""
-        reachable = await self.backend.ping()
-        return {"reachable": reachable, "host": self.backend.docker_host,
-                "error": None if reachable else self.backend.last_error}
+        reachable = await self.runtime.ping()
+        return {"reachable": reachable, "host": self.runtime.address,
+                "error": None if reachable else self.runtime.last_error}
 
     async def _expire_forever(self) -> None:
         while True:
@@ -316,8 +318,9 @@ class SandboxService:
         await asyncio.gather(*(self._destroy(s) for s in claimed), return_exceptions=True)
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
         await self._reaper.close()
-        await self.backend.remove_all()
-        self.backend.close()
+        await self.runtime.remove_all()
+        self.kernels.remove_all_dirs()
+        self.runtime.close()
         await asyncio.gather(*self._writes, return_exceptions=True)
         if self.store.is_open:
             await self.store.mark_all_deleted("the gateway shut down")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from sandcell_gateway.backend import ContainerHandle
 from sandcell_gateway.config import ConfigError, TenantConfig, load_config
 from sandcell_gateway.errors import NotFound
+from sandcell_gateway.fake_runtime import FakeRuntime
+from sandcell_gateway.provisioner import ContainerHandle
 from sandcell_gateway.sandbox import Sandbox, end_of_life
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
@@ -47,18 +48,6 @@ class FakeKernel:
         self.closed = True
 
 
-class FakeBackend:
-    """The Docker boundary: removing a container only records it."""
-
-    reachable = True
-
-    def __init__(self) -> None:
-        self.removed: list[str] = []
-
-    async def remove(self, handle: ContainerHandle) -> None:
-        self.removed.append(handle.sandbox_id)
-
-
 class FakePool:
     """Releases as WarmPool does: its destroy callback (the service's) disposes of it."""
 
@@ -66,13 +55,13 @@ class FakePool:
         self.released: list[str] = []
         self._destroy = destroy
 
-    async def release(self, sandbox: Sandbox) -> None:
+    async def retire(self, sandbox: Sandbox) -> None:
         self.released.append(sandbox.id)
         await self._destroy(sandbox)
 
 
 def sandbox(sandbox_id: str, last_active: float) -> Sandbox:
-    handle = ContainerHandle("c", sandbox_id, "python", Path("/nonexistent"), {})
+    handle = ContainerHandle(f"c-{sandbox_id}", sandbox_id, "python", Path("/nonexistent"), {})
     return Sandbox(handle, FakeKernel(), created_at=T0, expires_at=T0 + 3600,  # type: ignore[arg-type]
                    last_active=last_active)
 
@@ -80,8 +69,8 @@ def sandbox(sandbox_id: str, last_active: float) -> Sandbox:
 @pytest.mark.anyio
 async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None:
     config = load_config(store_path=tmp_path / "h.sqlite3", idle_timeout=60)
-    backend = FakeBackend()
-    service = SandboxService(config, backend=backend)  # type: ignore[arg-type]
+    runtime = FakeRuntime()
+    service = SandboxService(config, runtime)
     pool = FakePool(service._destroy)
     service.pools = {"python": pool}  # type: ignore[dict-item]
     idle, busy = "sbx_" + "a" * 16, "sbx_" + "b" * 16
@@ -91,7 +80,7 @@ async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None
         service._sandboxes[busy].last_active = T0 + 30  # e.g. an execute 30 s in
         removed: dict[str, Any] = await service.remove_due(T0 + 61)
         await service._reaper.wait_idle()  # containers go in the background
-        assert list(removed) == [idle] and pool.released == [idle] and backend.removed == [idle]
+        assert list(removed) == [idle] and pool.released == [idle] and runtime.removed == [f"c-{idle}"]
         assert [s.id for s in service.list(OWNER)] == [busy]
         with pytest.raises(NotFound, match=r"removed it \(culled: idle for 61s"):
             service.get(idle, OWNER)

@@ -10,6 +10,7 @@ import pytest
 from sandcell_gateway.config import TemplateConfig
 from sandcell_gateway.errors import BackendUnavailable, ServiceUnavailable
 from sandcell_gateway.pool import WarmPool
+from sandcell_gateway.sandbox import new_sandbox_id
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +45,10 @@ async def until(predicate, timeout: float = 5.0) -> None:
 
 
 def make_pool(launcher: FakeLauncher, min_ready: int = 2, max_total: int = 4,
-              refill_delay: float = 0.0) -> WarmPool:
+              refill_delay: float = 0.0) -> WarmPool[FakeSandbox]:
     template = TemplateConfig("python", min_ready=min_ready, max_total=max_total)
-    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy,  # type: ignore[arg-type]
-                    refill_delay=refill_delay)
+    pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
+                                 new_id=new_sandbox_id, refill_delay=refill_delay)
     pool.start()
     return pool
 
@@ -97,18 +98,18 @@ async def test_release_destroys_and_makes_room() -> None:
     pool = make_pool(launcher, min_ready=1, max_total=1)
     first = await pool.claim(timeout=1)
     waiting = asyncio.ensure_future(pool.claim(timeout=5))
-    await pool.release(first)
+    await pool.retire(first)
     second = await waiting
     assert first.id in launcher.destroyed and second.id != first.id
     await pool.close()
 
 
-async def test_discard_replaces_a_dead_ready_sandbox() -> None:
+async def test_drop_ready_replaces_a_dead_ready_sandbox() -> None:
     launcher = FakeLauncher()
     pool = make_pool(launcher, min_ready=1, max_total=2)
     await until(lambda: pool.stats()["ready"] == 1)
     dead = launcher.launched[0]
-    pool.discard(dead)
+    pool.drop_ready(dead)
     await until(lambda: len(launcher.launched) == 2 and pool.stats()["ready"] == 1)
     assert dead in launcher.destroyed
     await pool.close()
@@ -120,32 +121,6 @@ async def test_close_destroys_ready_sandboxes() -> None:
     await until(lambda: pool.stats()["ready"] == 2)
     await pool.close()
     assert sorted(launcher.destroyed) == sorted(launcher.launched)
-
-
-async def test_give_back_returns_a_claimed_item_to_be_handed_out_next() -> None:
-    launcher = FakeLauncher()
-    pool = make_pool(launcher, min_ready=1, max_total=2)
-    first = await pool.claim(timeout=1)
-    await until(lambda: pool.stats()["ready"] == 1)  # the refill replaced it
-    pool.give_back(first)
-    assert pool.stats()["claimed"] == 0 and pool.stats()["ready"] == 2
-    assert await pool.claim(timeout=1) is first
-    assert launcher.destroyed == []
-    await pool.close()
-    assert len(launcher.destroyed) == 1  # the ready one; the claimed one is the caller's
-
-
-async def test_give_back_serves_a_waiting_claim_first() -> None:
-    launcher = FakeLauncher()
-    pool = make_pool(launcher, min_ready=1, max_total=1)
-    await until(lambda: pool.stats()["ready"] == 1)
-    first = await pool.claim(timeout=1)
-    waiter = asyncio.ensure_future(pool.claim(timeout=5))  # max_total reached: it waits
-    await until(lambda: len(pool._waiters) == 1)  # the claim is queued, not answered
-    assert not waiter.done()
-    pool.give_back(first)
-    assert await waiter is first and len(launcher.launched) == 1
-    await pool.close()
 
 
 class TimedLauncher(FakeLauncher):
@@ -213,12 +188,13 @@ async def test_failed_starts_back_off_and_retry_now_ends_the_backoff() -> None:
 async def test_adopted_sandboxes_count_against_max_total() -> None:
     launcher = FakeLauncher()
     template = TemplateConfig("python", min_ready=2, max_total=3)
-    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy)  # type: ignore[arg-type]
+    pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
+                                 new_id=new_sandbox_id)
     for name in ("a", "b"):
-        pool.adopt(FakeSandbox(name))  # type: ignore[arg-type]
+        pool.adopt(FakeSandbox(name))
     pool.start()
     await until(lambda: pool.stats()["ready"] == 1)
     assert pool.stats()["claimed"] == 2 and len(launcher.launched) == 1  # 2 + 1 = max_total
-    await pool.release(FakeSandbox("a"))  # type: ignore[arg-type]
+    await pool.retire(FakeSandbox("a"))
     await until(lambda: pool.stats()["ready"] == 2)
     await pool.close()

@@ -10,6 +10,7 @@ import pytest
 from sandcell_gateway.config import ConfigError, TemplateConfig, load_config
 from sandcell_gateway.pool import WarmPool
 from sandcell_gateway.pool_sizing import MemoryBudget, ReadyTarget, parse_size
+from sandcell_gateway.sandbox import new_sandbox_id
 
 MIB = 1024 * 1024
 
@@ -112,13 +113,13 @@ async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-unt
 
 
 def adaptive_pool(launcher: Launcher, clock: Clock, budget: MemoryBudget | None = None,
-                  max_total: int = 40) -> WarmPool:
+                  max_total: int = 40) -> WarmPool[FakeSandbox]:
     template = TemplateConfig("python", min_ready=2, max_total=max_total)
     sizing = ReadyTarget(floor=2, ceiling=max_total, produce=1.0)
     # fake launches take no time on the fake clock: hold the production time at 1 s
     sizing.record_start = lambda seconds: None  # type: ignore[method-assign]
-    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy,  # type: ignore[arg-type]
-                    sizing=sizing, budget=budget, ready_memory=64 * MIB, clock=clock)
+    pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
+                                 new_id=new_sandbox_id, sizing=sizing, budget=budget, ready_memory=64 * MIB, clock=clock)
     pool.start()
     return pool
 
@@ -126,7 +127,7 @@ def adaptive_pool(launcher: Launcher, clock: Clock, budget: MemoryBudget | None 
 async def burst(pool: WarmPool, clock: Clock, rate: float, seconds: float) -> None:
     """Sessions at ``rate`` per second (fake time), each claimed and ended at once."""
     for _ in range(int(rate * seconds)):
-        await pool.release(await pool.claim(timeout=5))
+        await pool.retire(await pool.claim(timeout=5))
         clock.now += 1 / rate
 
 
@@ -162,8 +163,8 @@ async def test_pool_growth_stops_at_the_memory_budget() -> None:
 async def test_a_fixed_pool_keeps_min_ready_whatever_the_rate() -> None:
     launcher, clock = Launcher(), Clock()
     template = TemplateConfig("python", min_ready=2, max_total=40, adaptive=False)
-    pool = WarmPool(template, launch=launcher.launch, destroy=launcher.destroy,  # type: ignore[arg-type]
-                    clock=clock)
+    pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
+                                 new_id=new_sandbox_id, clock=clock)
     pool.start()
     await until(lambda: pool.stats()["ready"] == 2)
     await burst(pool, clock, rate=10.0, seconds=5.0)

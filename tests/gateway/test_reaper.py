@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sandcell_gateway.backend import ContainerHandle
 from sandcell_gateway.config import TemplateConfig, TenantConfig, load_config
 from sandcell_gateway.errors import BackendUnavailable, NotFound
+from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.pool import WarmPool
+from sandcell_gateway.provisioner import ContainerHandle, KernelProvisioner
 from sandcell_gateway.reaper import Reaper
-from sandcell_gateway.sandbox import Sandbox
+from sandcell_gateway.sandbox import Sandbox, new_sandbox_id
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
 
@@ -24,24 +25,25 @@ pytestmark = pytest.mark.anyio
 OWNER = Tenant.from_config(TenantConfig("default"))
 
 
-class SlowDocker:
+class SlowDocker(FakeRuntime):
     """Removes a container only once ``gate`` opens; fails while ``down``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.gate = asyncio.Event()
-        self.started: list[str] = []
-        self.removed: list[str] = []
+        self.attempts: list[str] = []
         self.down = False
-        self.reachable = True
-        self.last_error = ""
 
-    async def remove(self, handle: ContainerHandle) -> None:
-        self.started.append(handle.container_id)
+    async def remove(self, container_id: str) -> None:
+        self.attempts.append(container_id)
         if self.down:
             raise BackendUnavailable("Docker is unreachable")
         await self.gate.wait()
-        self.removed.append(handle.container_id)
-        handle.removed = True
+        await super().remove(container_id)
+
+
+def kernels(docker: FakeRuntime) -> KernelProvisioner:
+    return KernelProvisioner(load_config(), docker)
 
 
 def handle(name: str) -> ContainerHandle:
@@ -56,11 +58,11 @@ async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-unt
 
 async def test_remove_returns_before_docker_is_done_and_finishes_later() -> None:
     docker = SlowDocker()
-    reaper = Reaper(docker)
+    reaper = Reaper(kernels(docker))
     victim = handle("a")
     reaper.remove(victim)  # returns at once although Docker has not removed anything
     assert victim.removing and reaper.pending == 1
-    await until(lambda: docker.started == ["c_a"])
+    await until(lambda: docker.attempts == ["c_a"])
     assert docker.removed == []
     docker.gate.set()
     await reaper.wait_idle()
@@ -69,13 +71,13 @@ async def test_remove_returns_before_docker_is_done_and_finishes_later() -> None
 
 async def test_at_most_concurrency_removals_talk_to_docker_at_once() -> None:
     docker = SlowDocker()
-    reaper = Reaper(docker, concurrency=2)
+    reaper = Reaper(kernels(docker), concurrency=2)
     for name in "abcde":
         reaper.remove(handle(name))
-    await until(lambda: len(docker.started) == 2)
+    await until(lambda: len(docker.attempts) == 2)
     for _ in range(20):
         await asyncio.sleep(0)  # give a third removal every chance to start
-    assert len(docker.started) == 2
+    assert len(docker.attempts) == 2
     docker.gate.set()
     await reaper.wait_idle()
     assert sorted(docker.removed) == [f"c_{n}" for n in "abcde"]
@@ -84,9 +86,9 @@ async def test_at_most_concurrency_removals_talk_to_docker_at_once() -> None:
 async def test_removal_is_retried_while_docker_is_unreachable() -> None:
     docker = SlowDocker()
     docker.down = True
-    reaper = Reaper(docker, retry_every=0.01)
+    reaper = Reaper(kernels(docker), retry_every=0.01)
     reaper.remove(handle("a"))
-    await until(lambda: len(docker.started) >= 3)
+    await until(lambda: len(docker.attempts) >= 3)
     assert docker.removed == []
     docker.down = False
     docker.gate.set()
@@ -96,10 +98,10 @@ async def test_removal_is_retried_while_docker_is_unreachable() -> None:
 
 async def test_close_drops_the_queue_but_lets_removals_under_way_finish() -> None:
     docker = SlowDocker()
-    reaper = Reaper(docker, concurrency=1)
+    reaper = Reaper(kernels(docker), concurrency=1)
     for name in "abc":
         reaper.remove(handle(name))
-    await until(lambda: docker.started == ["c_a"])
+    await until(lambda: docker.attempts == ["c_a"])
     closing = asyncio.ensure_future(reaper.close(timeout=5))
     for _ in range(20):
         await asyncio.sleep(0)
@@ -107,7 +109,7 @@ async def test_close_drops_the_queue_but_lets_removals_under_way_finish() -> Non
     docker.gate.set()
     await closing
     # b and c were never sent: the gateway's remove_all() sweeps them up, all at once
-    assert docker.removed == ["c_a"] and docker.started == ["c_a"] and reaper.pending == 0
+    assert docker.removed == ["c_a"] and docker.attempts == ["c_a"] and reaper.pending == 0
 
 
 class FakeKernel:
@@ -122,9 +124,9 @@ class FakeKernel:
 
 
 async def service_with_pool(tmp_path: Path, docker: SlowDocker
-                            ) -> tuple[SandboxService, WarmPool]:
+                            ) -> tuple[SandboxService, WarmPool[Sandbox]]:
     config = load_config(store_path=tmp_path / "h.sqlite3")
-    service = SandboxService(config, backend=docker)  # type: ignore[arg-type]
+    service = SandboxService(config, docker)
     count = 0
 
     async def launch(template: TemplateConfig, sandbox_id: str) -> Sandbox:
@@ -132,7 +134,8 @@ async def service_with_pool(tmp_path: Path, docker: SlowDocker
         count += 1
         return Sandbox(handle(f"{count:016x}"), FakeKernel())  # type: ignore[arg-type]
 
-    pool = WarmPool(config.template("python"), launch=launch, destroy=service._destroy)
+    pool = WarmPool[Sandbox](config.template("python"), launch=launch, destroy=service._destroy,
+                             new_id=new_sandbox_id)
     service.pools = {"python": pool}
     await service.store.open()
     pool.start()
@@ -146,7 +149,7 @@ async def test_delete_answers_while_docker_still_removes_and_the_id_is_gone(
     try:
         sandbox = await service.create(OWNER)
         await asyncio.wait_for(service.delete(sandbox.id, OWNER), 2)  # Docker never finished
-        assert docker.removed == [] and sandbox.kernel.closed  # type: ignore[attr-defined]
+        assert docker.removed == [] and sandbox.kernel.closed
         with pytest.raises(NotFound):
             service.get(sandbox.id, OWNER)
         # the pool got its slot back at once: a claim now needs no removal to finish
@@ -171,7 +174,7 @@ async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Pa
         with pytest.raises(BackendUnavailable):
             await service.delete(sandbox.id, OWNER)
         assert service.get(sandbox.id, OWNER) is sandbox
-        assert not sandbox.kernel.closed  # type: ignore[attr-defined]
+        assert not sandbox.kernel.closed
     finally:
         docker.gate.set()
         await pool.close()

@@ -15,6 +15,7 @@ import pytest
 
 from sandcell_gateway.config import TenantConfig, load_config
 from sandcell_gateway.errors import KernelDied, NotFound
+from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway import store as store_module
 from sandcell_gateway.store import (SCHEMA_VERSION, CellRecorder, HistoryStore, SandboxRecord,
@@ -162,7 +163,7 @@ class FakeSandbox:
 
 @pytest.mark.anyio
 async def test_service_records_executions_but_not_refused_ones(tmp_path: Path) -> None:
-    service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3"), backend=None)  # type: ignore[arg-type]
+    service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3"), FakeRuntime())
     await service.store.open()
     try:
         await service.store.add_sandbox(SandboxRecord(SBX, "python"))

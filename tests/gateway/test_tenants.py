@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from sandcell_gateway import cli, tenants as tenants_module
-from sandcell_gateway.backend import ContainerHandle
 from sandcell_gateway.config import ConfigError, TenantConfig, load_config
 from sandcell_gateway.errors import NotFound, TooManyRequests
+from sandcell_gateway.fake_runtime import FakeRuntime
+from sandcell_gateway.provisioner import ContainerHandle
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant, Tenants, TokenBucket, check_caps, hash_token
 
@@ -213,15 +214,6 @@ class FakeSandbox:
                "content": {"status": "ok", "execution_count": 1}}
 
 
-class FakeBackend:
-    """The Docker boundary: always reachable; removing a container does nothing."""
-
-    reachable = True
-
-    async def remove(self, handle: ContainerHandle) -> None:
-        pass
-
-
 class FakePool:
     """Hands out numbered fake sandboxes; ``gate`` holds claims until it is set."""
 
@@ -239,14 +231,14 @@ class FakePool:
         self.claims += 1
         return FakeSandbox(self.claims)
 
-    async def release(self, sandbox: FakeSandbox) -> None:
+    async def retire(self, sandbox: FakeSandbox) -> None:
         self.released += 1
 
 
 @pytest.fixture
 async def service(tmp_path: Path) -> Any:
     service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3", max_sandboxes=3),
-                             backend=FakeBackend())  # type: ignore[arg-type]
+                             FakeRuntime())
     service.pools["python"] = FakePool(service.pools["python"].template)  # type: ignore[assignment]
     await service.store.open()
     yield service

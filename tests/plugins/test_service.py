@@ -11,17 +11,17 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
 
-from sandcell_gateway.backend import DockerBackend
 from sandcell_gateway.config import GatewayConfig, PluginsConfig, TemplateConfig, TenantConfig
 from sandcell_gateway.errors import ServiceUnavailable
+from sandcell_gateway.fake_runtime import FakeContainer, FakeRuntime
 from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
 from sandcell_gateway.plugins.service import PluginFailed, PluginService
-from sandcell_gateway.plugins.workers import Worker, WorkerLauncher, channel_for
+from sandcell_gateway.plugins.workers import SOCKET_NAME
 from sandcell_gateway.tenants import Tenant
 from sandcell_plugin import Context, plugin
 from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
@@ -31,31 +31,33 @@ pytestmark = pytest.mark.anyio
 TESTDATA = Path(__file__).parent / "testdata"
 
 
-class InProcessLauncher(WorkerLauncher):
-    """Workers are gRPC servers in this process; ``crash`` stops one mid-call."""
+class InProcessRuntime(FakeRuntime):
+    """Each "container" is a PPP server in this process on the socket the launcher mounted
+    at ``/conn``; ``crash`` stops one mid-call, as a dying process would."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        super().__init__(config, cast(DockerBackend, None))
-        self.servers: dict[str, grpc.aio.Server] = {}
+    def __init__(self, manifest: PluginManifest) -> None:
+        super().__init__(images=frozenset({manifest.image}))
+        self.manifest = manifest
+        self.servers: dict[str, grpc.aio.Server] = {}  # by worker id
         self.launched: list[str] = []
         self.destroyed: list[str] = []
         self.stopping: set[asyncio.Future[None]] = set()  # keep crash stops referenced
 
-    async def launch(self, manifest: PluginManifest, template: TemplateConfig,
-                     worker_id: str) -> Worker:
-        conn_dir = self.root / worker_id
-        conn_dir.mkdir(parents=True)
-        launcher = self
+    async def started(self, container: FakeContainer) -> None:
+        worker_id = container.spec.instance_id
+        [conn] = [m.source for m in container.spec.mounts if m.target == "/conn"]
+        runtime = self
 
-        @plugin(name=manifest.name, version=manifest.version)
+        @plugin(name=self.manifest.name, version=self.manifest.version)
         async def behave(ctx: Context, mode: str, steps: int = 3, seconds: float = 60) -> dict[str, Any]:
             if mode == "crash":
                 ctx.progress(10, "crashing")
                 await asyncio.sleep(0.05)  # let the progress event reach the gateway
                 # stop the server from outside this handler, as a dying process would: the
                 # stop cancels this handler, which then never returns
-                stopping = asyncio.ensure_future(launcher.servers[worker_id].stop(None))
-                launcher.stopping.add(stopping)
+                runtime.stop(container.id, "its process exited with code 3")
+                stopping = asyncio.ensure_future(runtime.servers[worker_id].stop(None))
+                runtime.stopping.add(stopping)
                 await asyncio.Event().wait()
             if mode == "sleep":
                 ctx.progress(0, "sleeping")  # as the real test plugin: the call has arrived
@@ -66,28 +68,15 @@ class InProcessLauncher(WorkerLauncher):
                 ctx.progress(100 * (i + 1) / steps, f"step {i + 1}")
             return {"steps": steps}
 
-        self.servers[worker_id] = await start_server(behave, f"unix:{conn_dir / 'ppp.sock'}")
-        channel = channel_for(conn_dir)
-        worker = Worker(worker_id, manifest.name, "", conn_dir, channel,
-                        pb_grpc.PluginWorkerStub(channel))
-        try:
-            await self._wait_ready(worker, manifest)
-        except BaseException:  # e.g. the pool closing mid-launch: like the real launcher
-            await self.destroy(worker)
-            raise
+        self.servers[worker_id] = await start_server(behave, f"unix:{conn / SOCKET_NAME}")
         self.launched.append(worker_id)
-        return worker
 
-    async def image_exists(self, image: str) -> bool:
-        return image != "sandcell/missing:latest"
-
-    async def exit_state(self, worker: Worker, wait: float = 0.0) -> str | None:
-        return "its process exited with code 3"  # only asked after a call broke
-
-    async def destroy(self, worker: Worker) -> None:
-        self.destroyed.append(worker.id)
-        await worker.channel.close(grace=None)
-        await self.servers.pop(worker.id).stop(None)
+    async def remove(self, container_id: str) -> None:
+        container = self.containers_by_id.get(container_id)
+        await super().remove(container_id)
+        if container is not None:
+            self.destroyed.append(container.spec.instance_id)
+            await self.servers.pop(container.spec.instance_id).stop(None)
 
 
 @contextlib.asynccontextmanager
@@ -97,13 +86,13 @@ async def running_service(tmp_path: Path, **changes: Any) -> AsyncIterator[Plugi
                            plugins=PluginsConfig(dir=tmp_path, min_ready=1, max_total=4,
                                                  claim_timeout=10))
     manifest = dataclasses.replace(PluginManifest.load(TESTDATA / "sandcell_test_plugin"), **changes)
-    launcher = InProcessLauncher(config)
-    plugins = PluginService(config, cast(DockerBackend, None), PluginRegistry([manifest]), launcher)
+    runtime = InProcessRuntime(manifest)
+    plugins = PluginService(config, runtime, PluginRegistry([manifest]))
     await plugins.start()
     yield plugins
     await plugins.close()
     shutil.rmtree(short)
-    assert launcher.servers == {}, "a worker outlived the service"
+    assert runtime.servers == {}, "a worker outlived the service"
 
 
 @pytest.fixture
@@ -116,6 +105,12 @@ async def service(tmp_path: Path) -> AsyncIterator[PluginService]:
 async def reusing(tmp_path: Path) -> AsyncIterator[PluginService]:
     async with running_service(tmp_path, max_invocations=2) as plugins:  # per_tenant
         yield plugins
+
+
+def runtime_of(service: PluginService) -> InProcessRuntime:
+    runtime = service.launcher.runtime
+    assert isinstance(runtime, InProcessRuntime)
+    return runtime
 
 
 async def wait_ready(service: PluginService, count: int = 1) -> None:
@@ -143,13 +138,13 @@ async def test_invocation_events_and_a_fresh_worker_each_time(service: PluginSer
     assert first[-1]["content"] == {"output": {"steps": 2}}
     assert first[0]["content"]["worker_id"] != second[0]["content"]["worker_id"]
     await settle(service)
-    launcher = cast(InProcessLauncher, service.launcher)
+    launcher = runtime_of(service)
     assert first[0]["content"]["worker_id"] in launcher.destroyed
 
 
 async def test_invalid_input_is_rejected_before_any_worker(service: PluginService) -> None:
     await wait_ready(service)
-    launcher = cast(InProcessLauncher, service.launcher)
+    launcher = runtime_of(service)
     launched = list(launcher.launched)
     with pytest.raises(InvalidInput) as info:
         await service.open("sandcell_test_plugin", {"mode": "explode"})
@@ -171,7 +166,7 @@ async def test_timeout_fails_and_destroys_the_worker(service: PluginService) -> 
     got = await events(service, {"mode": "sleep", "seconds": 30}, timeout=0.2)
     assert got[-1]["content"]["code"] == "timeout"
     await settle(service)
-    assert got[0]["content"]["worker_id"] in cast(InProcessLauncher, service.launcher).destroyed
+    assert got[0]["content"]["worker_id"] in runtime_of(service).destroyed
 
 
 async def test_output_is_validated(service: PluginService) -> None:
@@ -197,7 +192,7 @@ async def test_a_cancelled_caller_still_releases_its_worker(service: PluginServi
         await task
     await stream.aclose()
     await settle(service)
-    assert started["content"]["worker_id"] in cast(InProcessLauncher, service.launcher).destroyed
+    assert started["content"]["worker_id"] in runtime_of(service).destroyed
 
 
 async def test_an_unread_invocation_releases_on_close(service: PluginService) -> None:
@@ -220,8 +215,8 @@ async def test_a_plugin_whose_image_is_missing_is_a_clear_503(tmp_path: Path) ->
     config = GatewayConfig(state_dir=tmp_path / "s", port=0, plugins=PluginsConfig(dir=tmp_path))
     manifest = dataclasses.replace(PluginManifest.load(TESTDATA / "sandcell_test_plugin"),
                                    image="sandcell/missing:latest")
-    launcher = InProcessLauncher(config)
-    plugins = PluginService(config, cast(DockerBackend, None), PluginRegistry([manifest]), launcher)
+    launcher = InProcessRuntime(dataclasses.replace(manifest, image="sandcell/other:latest"))
+    plugins = PluginService(config, launcher, PluginRegistry([manifest]))
     await plugins.start()
     try:
         with pytest.raises(ServiceUnavailable) as info:
@@ -239,7 +234,7 @@ def worker_of(got: list[dict[str, Any]]) -> str:
 
 async def test_a_reusing_plugin_s_worker_serves_max_invocations_then_goes(reusing: PluginService) -> None:
     await wait_ready(reusing)
-    launcher = cast(InProcessLauncher, reusing.launcher)
+    launcher = runtime_of(reusing)
     first = await events(reusing, {"mode": "steps", "steps": 1})
     second = await events(reusing, {"mode": "steps", "steps": 2})
     third = await events(reusing, {"mode": "steps", "steps": 1})
@@ -260,7 +255,7 @@ async def test_a_reusing_plugin_s_worker_is_destroyed_after_a_failure(
     failed = await events(reusing, inputs, timeout=0.3)  # the idle worker takes it
     assert failed[-1]["msg_type"] == "failed" and worker_of(failed) == worker_of(ok)
     await settle(reusing)
-    assert worker_of(ok) in cast(InProcessLauncher, reusing.launcher).destroyed
+    assert worker_of(ok) in runtime_of(reusing).destroyed
     after = await events(reusing, {"mode": "steps", "steps": 1})
     assert worker_of(after) != worker_of(ok)
 
@@ -272,7 +267,7 @@ async def test_a_cancelled_call_recycles_a_reused_worker(reusing: PluginService)
     assert worker_of([await stream.__anext__()]) == worker_of(ok)
     await stream.aclose()  # the caller went away mid-call
     await settle(reusing)
-    assert worker_of(ok) in cast(InProcessLauncher, reusing.launcher).destroyed
+    assert worker_of(ok) in runtime_of(reusing).destroyed
     assert reusing.stats()["sandcell_test_plugin"]["idle"] == 0
 
 
@@ -303,13 +298,13 @@ async def test_a_shared_worker_serves_every_caller_in_turn(tmp_path: Path) -> No
         served = [await call(plugins, who) for who in
                   (tenant("alice"), tenant("bob"), None, tenant("alice"), tenant("carol"))]
         assert len(set(served)) == 1
-        launcher = cast(InProcessLauncher, plugins.launcher)
+        launcher = runtime_of(plugins)
         assert launcher.destroyed == []
 
 
 async def test_a_worker_failing_its_health_check_is_replaced_not_an_error(tmp_path: Path) -> None:
     async with running_service(tmp_path, isolation="shared") as plugins:
-        launcher = cast(InProcessLauncher, plugins.launcher)
+        launcher = runtime_of(plugins)
         first = await call(plugins, None)
         # the idle worker stops answering without its pool being told (a wedged process)
         await launcher.servers[first].stop(None)
@@ -329,7 +324,7 @@ async def test_a_worker_past_max_age_is_recycled(tmp_path: Path) -> None:
                 await asyncio.sleep(0.02)  # poll the worker's own clock
         assert await call(plugins, None) != first
         await settle(plugins)
-        assert first in cast(InProcessLauncher, plugins.launcher).destroyed
+        assert first in runtime_of(plugins).destroyed
 
 
 async def test_the_sweep_removes_idle_workers_past_max_age(tmp_path: Path) -> None:
@@ -343,13 +338,13 @@ async def test_the_sweep_removes_idle_workers_past_max_age(tmp_path: Path) -> No
                 await asyncio.sleep(0.02)
         plugins.sweep()
         await settle(plugins)
-        assert first in cast(InProcessLauncher, plugins.launcher).destroyed
+        assert first in runtime_of(plugins).destroyed
         assert plugins.stats()["sandcell_test_plugin"]["idle"] == 0
 
 
 async def test_calls_at_once_get_their_own_workers_and_keep_them(tmp_path: Path) -> None:
     async with running_service(tmp_path, isolation="shared") as plugins:
-        launcher = cast(InProcessLauncher, plugins.launcher)
+        launcher = runtime_of(plugins)
         first = await asyncio.gather(*(call(plugins, None, steps=3) for _ in range(4)))
         assert len(set(first)) == 4  # none waited behind another's worker
         launched = len(launcher.launched)
@@ -366,7 +361,7 @@ async def test_another_tenant_gets_a_slot_held_by_idle_workers(tmp_path: Path) -
         bobs = await call(plugins, tenant("bob"))  # an idle worker of alice's gave its slot
         assert bobs not in alices
         await settle(plugins)
-        assert len(set(cast(InProcessLauncher, plugins.launcher).destroyed) & set(alices)) == 1
+        assert len(set(runtime_of(plugins).destroyed) & set(alices)) == 1
 
 
 async def test_a_waiting_claim_gets_the_slot_of_a_worker_that_finishes(tmp_path: Path) -> None:
@@ -388,4 +383,4 @@ async def test_a_fresh_plugin_never_gives_a_worker_back(service: PluginService) 
     await wait_ready(service)
     first = await events(service, {"mode": "steps", "steps": 1})
     await settle(service)
-    assert worker_of(first) in cast(InProcessLauncher, service.launcher).destroyed
+    assert worker_of(first) in runtime_of(service).destroyed

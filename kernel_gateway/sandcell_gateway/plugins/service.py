@@ -11,7 +11,7 @@ pool, which starts more up to ``max_total``), so none waits behind another.
 
 Example::
 
-    plugins = PluginService(config, backend)
+    plugins = PluginService(config, runtime)
     await plugins.start()
     invocation = await plugins.open("subtract_numbers", {"operand1": 10, "operand2": 5})
     async for event in invocation.events():
@@ -28,21 +28,21 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import AsyncGenerator
-from typing import Any, cast
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 import grpc
 
 from sandcell_plugin._proto import plugin_pb2 as pb
 
-from ..backend import DockerBackend
 from ..config import GatewayConfig, TemplateConfig
+from ..containers import ContainerRuntime
 from ..errors import GatewayError, ServiceUnavailable
 from ..pool import WarmPool
 from ..tenants import Tenant
 from .registry import PluginManifest, PluginRegistry
 from .reuse import IdleWorkers, reuse_key
-from .workers import Worker, WorkerLauncher, healthy
+from .workers import Worker, WorkerLauncher, healthy, new_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -179,29 +179,28 @@ def _fields(message: Any) -> dict[str, Any]:
 class PluginService:
     """The registry plus one warm pool of workers per plugin."""
 
-    def __init__(self, config: GatewayConfig, backend: DockerBackend,
-                 registry: PluginRegistry | None = None,
-                 launcher: WorkerLauncher | None = None) -> None:
+    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime,
+                 registry: PluginRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or PluginRegistry.discover(config.plugins)
-        self.launcher = launcher or WorkerLauncher(config, backend)
+        self.launcher = WorkerLauncher(config, runtime)
         slots = asyncio.Semaphore(config.launch_concurrency)
-        self.pools: dict[str, WarmPool] = {}
+        self.pools: dict[str, WarmPool[Worker]] = {}
         self._idle: dict[str, IdleWorkers[Worker]] = {}
         self._releasing: set[asyncio.Future[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.missing_images: dict[str, str] = {}
         for manifest in self.registry.list():
             template = self.launcher.template(manifest)
-            # WarmPool is generic in what it pools: here, Workers instead of Sandboxes.
-            self.pools[manifest.name] = WarmPool(
-                template, launch=cast(Any, self._launcher_for(manifest)),
-                destroy=cast(Any, self.launcher.destroy), launch_slots=slots)
+            self.pools[manifest.name] = WarmPool[Worker](
+                template, launch=self._launcher_for(manifest), destroy=self.launcher.destroy,
+                new_id=new_worker_id, launch_slots=slots)
             self._idle[manifest.name] = IdleWorkers()
 
-    def _launcher_for(self, manifest: PluginManifest) -> Any:
-        async def launch(template: TemplateConfig, pool_id: str) -> Worker:
-            return await self.launcher.launch(manifest, template, "wkr_" + pool_id[4:])
+    def _launcher_for(self, manifest: PluginManifest
+                      ) -> Callable[[TemplateConfig, str], Awaitable[Worker]]:
+        async def launch(template: TemplateConfig, worker_id: str) -> Worker:
+            return await self.launcher.launch(manifest, template, worker_id)
 
         return launch
 
@@ -211,7 +210,7 @@ class PluginService:
         retrying a doomed launch every second."""
         self.launcher.reset()
         for name, pool in self.pools.items():
-            if await self.launcher.image_exists(pool.template.image):
+            if await self.launcher.runtime.image_present(pool.template.image):
                 pool.start()
             else:
                 self.missing_images[name] = pool.template.image
@@ -223,7 +222,7 @@ class PluginService:
         """A container of this gateway died: if it was a ready worker, its pool drops it and
         starts another, so no invocation is handed a dead worker."""
         for pool in self.pools.values():
-            pool.discard(worker_id)
+            pool.drop_ready(worker_id)
         for idle in self._idle.values():
             for worker in idle.remove(lambda w: w.id == worker_id):
                 self._recycle(worker)
@@ -243,7 +242,7 @@ class PluginService:
         """The warm pool's counts, with idle reused workers apart from those in a call."""
         stats = self.pools[name].stats()
         idle = len(self._idle[name])
-        return stats | {"claimed": cast(int, stats["claimed"]) - idle, "idle": idle}
+        return {**stats, "claimed": stats["claimed"] - idle, "idle": idle}
 
     async def open(self, name: str, inputs: Any, timeout: float | None = None, *,
                    tenant: Tenant | None = None) -> Invocation:
@@ -270,7 +269,7 @@ class PluginService:
             # idle workers of other tenants hold every slot: the oldest gives its slot up
             if (oldest := self._idle[manifest.name].take_oldest()) is not None:
                 self._recycle(oldest)
-        worker = cast(Worker, await pool.claim(pool.template.claim_timeout or 30.0))
+        worker = await pool.claim(pool.template.claim_timeout or 30.0)
         worker.key = key
         return worker
 
@@ -326,7 +325,7 @@ class PluginService:
     def _recycle(self, worker: Worker) -> None:
         """Destroy a worker in the background (its pool starts a replacement): the caller's
         answer does not wait for ``docker rm``, and a cancelled caller cannot stop it."""
-        task = asyncio.ensure_future(self.pools[worker.plugin].release(cast(Any, worker)))
+        task = asyncio.ensure_future(self.pools[worker.plugin].retire(worker))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 

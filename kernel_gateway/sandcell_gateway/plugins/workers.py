@@ -1,14 +1,14 @@
 """Plugin workers: hardened containers serving one plugin over PPP on a UNIX socket.
 
-A worker's container gets the sandboxes' hardening (``backend.run_options``: non-root,
-read-only root, no network, no capabilities, limits), the plugin's directory read-only at
+A worker's container gets the sandboxes' hardening (the runtime applies the template's
+limits: non-root, read-only root, no network, no capabilities), the plugin's directory read-only at
 ``/plugin`` and a fresh per-worker directory at ``/conn`` where the plugin host creates
 ``ppp.sock``. The gateway reaches it through the host path of that socket: no ports.
 
 Example::
 
-    launcher = WorkerLauncher(config, backend)
-    worker = await launcher.launch(manifest, launcher.template(manifest), "wkr_0123456789abcdef")
+    launcher = WorkerLauncher(config, runtime)
+    worker = await launcher.launch(manifest, launcher.template(manifest), new_worker_id())
     async for event in worker.stub.Invoke(pb.InvokeRequest(input_json="{}")): ...
     await launcher.destroy(worker)
 """
@@ -19,18 +19,17 @@ import asyncio
 import dataclasses
 import logging
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
-import docker.errors
 import grpc
 
 from sandcell_plugin._proto import plugin_pb2 as pb
 from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
 
-from ..backend import LABEL_PREFIX, DockerBackend, run_options, sandbox_uid
+from ..containers import ContainerRuntime, LaunchSpec, Mount, sandbox_uid
 from ..config import GatewayConfig, TemplateConfig
 from ..errors import GatewayError
 from .registry import PluginManifest
@@ -44,6 +43,10 @@ CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconne
 # A reused worker answers Health before its next call; one that cannot within this is
 # recycled and the caller gets another worker (a warm process answers in about a millisecond).
 HEALTH_TIMEOUT = 1.0
+
+
+def new_worker_id() -> str:
+    return "wkr_" + secrets.token_hex(8)
 
 
 class WorkerStartFailed(GatewayError):
@@ -92,9 +95,9 @@ async def healthy(worker: Worker, timeout: float = HEALTH_TIMEOUT) -> bool:
 class WorkerLauncher:
     """Starts, proves ready, inspects and removes plugin worker containers."""
 
-    def __init__(self, config: GatewayConfig, backend: DockerBackend) -> None:
+    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime) -> None:
         self.config = config
-        self.backend = backend
+        self.runtime = runtime
         self._uid = sandbox_uid()
         # beside the gateway's sandbox directories, which the backend removes at start/stop
         self.root = config.state_dir / f"{config.gateway_id}-plugins"
@@ -133,19 +136,13 @@ class WorkerLauncher:
 
     async def _start_container(self, manifest: PluginManifest, template: TemplateConfig,
                                worker_id: str, conn_dir: Path) -> str:
-        # ``sandbox`` too: every container of a gateway carries one (tools and tests key on
-        # it); the sandbox service ignores ids that are not its own.
-        labels = {**self.backend.labels, LABEL_PREFIX + "plugin": manifest.name,
-                  LABEL_PREFIX + "worker": worker_id, LABEL_PREFIX + "sandbox": worker_id}
-        options = run_options(template, self._uid)
-        options["environment"] = {"HOME": options["environment"]["HOME"],
-                                  "SANDCELL_PPP_SOCKET": f"/conn/{SOCKET_NAME}"}
-        volumes = {str(conn_dir): {"bind": "/conn", "mode": "rw"},
-                   str(manifest.directory): {"bind": "/plugin", "mode": "ro"}}
-        container = await self.backend.run(
-            self.backend.client.containers.run, template.image, detach=True, labels=labels,
-            volumes=volumes, **options)
-        return str(container.id)
+        # the worker id is the container's instance id, so exits name it; the sandbox
+        # service ignores ids that are not its own
+        return await self.runtime.launch(LaunchSpec(
+            template.image, worker_id, manifest.name, template.limits,
+            mounts=(Mount(conn_dir, "/conn"), Mount(manifest.directory, "/plugin", read_only=True)),
+            environment={"SANDCELL_PPP_SOCKET": f"/conn/{SOCKET_NAME}"},
+            labels={"plugin": manifest.name, "worker": worker_id}))
 
     async def _wait_ready(self, worker: Worker, manifest: PluginManifest) -> None:
         """Poll ``Health`` until SERVING (no sleeps: each call waits for the socket), failing
@@ -181,46 +178,14 @@ class WorkerLauncher:
                                     f"{info.plugin_version}, the manifest says {manifest.version}")
         worker.runtime = info.runtime
 
-    async def image_exists(self, image: str) -> bool:
-        try:
-            await self.backend.run(self.backend.client.images.get, image)
-        except GatewayError as exc:
-            if exc.code == "image_missing":
-                return False
-            raise
-        return True
-
     async def exit_state(self, worker: Worker, wait: float = 0.0) -> str | None:
         """None while the container runs (after waiting up to ``wait`` seconds for it to
         stop); else how it ended, e.g. ``exit code 3``, with the tail of its log."""
-        if wait:
-            try:
-                await self.backend.run(self.backend.client.api.wait, worker.container_id,
-                                        timeout=wait)
-            except GatewayError:
-                pass  # still running after ``wait``, or gone: inspect says which
-        try:
-            attrs = await self.backend.run(self.backend.client.api.inspect_container,
-                                            worker.container_id)
-        except GatewayError:
-            return "the container is gone"
-        state = attrs.get("State", {})
-        if state.get("Running"):
+        why = await self.runtime.exit_reason(worker.container_id, wait)
+        if why is None:
             return None
-        code = state.get("ExitCode")
-        why = ("killed: out of memory" if state.get("OOMKilled")
-               else f"its process exited with code {code}")
-        if not state.get("OOMKilled") and isinstance(code, int) and 128 < code < 160:
-            why += f" (killed by signal {code - 128})"  # e.g. `docker kill`: 137, SIGKILL
-        tail = await self._log_tail(worker.container_id)
+        tail = (await self.runtime.logs(worker.container_id, tail=5))[-500:]
         return f"{why}; last output: {tail}" if tail else why
-
-    async def _log_tail(self, container_id: str) -> str:
-        try:
-            raw = await self.backend.run(self.backend.client.api.logs, container_id, tail=5)
-        except GatewayError:
-            return ""
-        return bytes(raw).decode(errors="replace").strip()[-500:]
 
     async def destroy(self, worker: Worker) -> None:
         """Close the channel, kill and remove the container and its socket directory."""
@@ -230,15 +195,6 @@ class WorkerLauncher:
     async def _remove(self, container_id: str, conn_dir: Path) -> None:
         try:
             if container_id:
-                await self.backend.run(self._remove_container, container_id)
+                await self.runtime.remove(container_id)
         finally:  # off the loop too: a call in flight elsewhere must not wait for the disk
             await asyncio.to_thread(shutil.rmtree, conn_dir, ignore_errors=True)
-
-    def _remove_container(self, container_id: str) -> None:
-        try:
-            self.backend.client.api.remove_container(container_id, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-
-    def describe_worker(self, worker: Worker) -> dict[str, Any]:
-        return {"id": worker.id, "plugin": worker.plugin, "runtime": worker.runtime}
