@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the gateway (builds missing images first)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
-    serve.add_argument("--config", help="TOML configuration file (see docs/configuration.md)")
+    serve.add_argument("--config", help="TOML configuration file (see the README, 'Configuration')")
     serve.add_argument("--no-build", action="store_true", help="fail instead of building images")
     serve.add_argument("--log-level", default="INFO")
     sub.add_parser("images", help="build or list sandbox images", add_help=False)

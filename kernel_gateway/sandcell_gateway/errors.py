@@ -1,6 +1,6 @@
 """Errors the gateway turns into JSON responses ``{"error": {"code", "message"}}``.
 
-Services raise these; the one ``write_error`` in ``handlers.base`` serialises them, so no
+Services raise these; the one ``BaseHandler.write_error`` (base.py) serialises them, so no
 handler builds an error body by hand.
 """
 
@@ -35,11 +35,6 @@ class Unauthorized(GatewayError):
 class NotFound(GatewayError):
     status = 404
     code = "not_found"
-
-
-class Conflict(GatewayError):
-    status = 409
-    code = "sandbox_closed"
 
 
 class PayloadTooLarge(GatewayError):
