@@ -9,7 +9,6 @@ Jupyter Server ignores them.
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from typing import Any
 
@@ -22,6 +21,7 @@ from .openapi import jupyter_swagger
 from .sandbox import Sandbox
 from .validation import ENV_NAME, ENV_VALUE, decode_object
 from .service import SandboxService
+from .wire import iso_time
 
 DEFAULT_KERNEL = "python"
 SESSION_FIELDS = ("path", "name", "type")
@@ -57,13 +57,10 @@ def kernel_model(sandbox: Sandbox, state: JupyterState) -> dict[str, Any]:
     last = max(sandbox.last_active, bridge.last_activity if bridge else 0.0)
     execution_state = "dead" if sandbox.dead else sandbox.kernel.execution_state
     return {"id": kernel_id_of(sandbox.id), "name": sandbox.template,
-            "last_activity": _iso(last), "execution_state": execution_state,
+            "last_activity": iso_time(last), "execution_state": execution_state,
             "connections": len(bridge.clients) if bridge else 0}
 
 
-def _iso(ts: float) -> str:
-    when = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def kernel_env(env: Any) -> dict[str, str]:

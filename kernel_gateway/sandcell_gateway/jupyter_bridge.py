@@ -33,11 +33,11 @@ from .sandbox import Sandbox
 from .service import SandboxService
 from .store import HistoryStore, remember
 from .tenants import Tenant
+from .wire import SANDBOX_ID_PREFIX
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
-SANDBOX_PREFIX = "sbx_"
 MAX_OWNERS = 10_000  # msg_ids of in-flight WebSocket requests remembered per kernel
 
 
@@ -48,16 +48,16 @@ def kernel_id_of(sandbox_id: str) -> str:
     for ids of five ``-``-separated words; ``sbx_0123456789abcdef`` is served as
     ``sbx-0123-4567-89ab-cdef``. Both spellings name the same sandbox on every Jupyter route.
     """
-    if not sandbox_id.startswith(SANDBOX_PREFIX):
+    if not sandbox_id.startswith(SANDBOX_ID_PREFIX):
         return sandbox_id
-    hexpart = sandbox_id[len(SANDBOX_PREFIX):]
+    hexpart = sandbox_id[len(SANDBOX_ID_PREFIX):]
     return "sbx-" + "-".join(hexpart[i:i + 4] for i in range(0, len(hexpart), 4))
 
 
 def sandbox_id_of(kernel_id: str) -> str:
     """Inverse of :func:`kernel_id_of`; a plain sandbox id passes through."""
     if kernel_id.startswith("sbx-"):
-        return SANDBOX_PREFIX + kernel_id[4:].replace("-", "")
+        return SANDBOX_ID_PREFIX + kernel_id[4:].replace("-", "")
     return kernel_id
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime
 import json
 import logging
 import struct
+import time
 import uuid
 from typing import Any, NamedTuple
 
@@ -32,6 +32,7 @@ from .errors import BadRequest, KernelDied, TooManyRequests
 from .jupyter_bridge import KernelBridge, Message, find_sandbox, jupyter_state, kernel_of
 from .jupyter_history import JupyterHistory
 from .kernel import KernelGone
+from .wire import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def gateway_message(msg_type: str, content: dict[str, Any],
     msg_id = uuid.uuid4().hex
     header = {"msg_id": msg_id, "msg_type": msg_type, "username": "sandcell",
               "session": "sandcell-gateway", "version": "5.3",
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+              "date": iso_time(time.time())}
     return {"header": header, "msg_id": msg_id, "msg_type": msg_type,
             "parent_header": parent or {}, "metadata": {}, "content": content, "buffers": []}
 

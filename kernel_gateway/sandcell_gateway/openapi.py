@@ -16,13 +16,14 @@ import yaml
 
 from . import __version__
 from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS
+from .wire import SANDBOX_ID_PATTERN
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SANDBOX = {"$ref": "#/components/schemas/Sandbox"}
 # seconds, as validation.py checks them (positive, at most 30 days, null: no timeout)
 _TIMEOUT = {"type": ["number", "null"], "minimum": 0.001, "maximum": MAX_SECONDS}
 _ID_PARAM = {"name": "sandbox_id", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^sbx_[0-9a-f]{16}$"}}
+             "schema": {"type": "string", "pattern": SANDBOX_ID_PATTERN}}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -16,15 +15,12 @@ from .config import DEFAULT_TENANT
 from .errors import KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
 from .provisioner import ContainerHandle
+from .wire import iso_time
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 REMOVED = "removed by the gateway"  # death_reason prefix: TTL expiry or idle culling
-
-
-def new_sandbox_id() -> str:
-    return "sbx_" + secrets.token_hex(8)
 
 
 @dataclasses.dataclass
@@ -178,7 +174,7 @@ class Sandbox:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "template": self.template, "state": self.state,
-                "created_at": _iso(self.created_at), "expires_at": _iso(self.expires_at),
+                "created_at": iso_time(self.created_at), "expires_at": iso_time(self.expires_at),
                 "metadata": self.metadata}
 
 
@@ -207,5 +203,3 @@ def _public_content(msg: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -20,13 +19,13 @@ from .pool_sizing import MemoryBudget, ReadyTarget, parse_size
 from .provisioner import KernelProvisioner
 from .reaper import Reaper
 from .recovery import Recovery
-from .sandbox import REMOVED, Event, Sandbox, new_sandbox_id
+from .sandbox import REMOVED, Event, Sandbox
 from .store import CellRecord, CellRecorder, HistoryStore, SandboxRecord, remember
 from .tenants import Tenant, check_caps
+from .wire import is_sandbox_id, new_sandbox_id
 
 log = logging.getLogger(__name__)
 
-SANDBOX_ID = re.compile(r"^sbx_[0-9a-f]{16}$")
 MAX_REMEMBERED = 10_000  # why recently removed sandboxes went, for the 404 that follows
 
 
@@ -51,11 +50,12 @@ class SandboxService:
         self.config = config
         self.runtime = runtime
         self.kernels = KernelProvisioner(config, runtime)
-        self._reaper = Reaper(self.kernels)  # containers leave in the background, off the request path
+        self._reaper = Reaper(self.kernels)  # containers go in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
         budget = MemoryBudget(parse_size(config.pool_memory_budget))
         self.pools = {name: WarmPool[Sandbox](t, launch=self._launch, destroy=self._destroy,
-                                              new_id=new_sandbox_id, launch_slots=slots, refill_delay=config.refill_delay,
+                                              new_id=new_sandbox_id, launch_slots=slots,
+                                              refill_delay=config.refill_delay,
                                               sizing=_sizing(t), budget=budget,
                                               ready_memory=parse_size(t.ready_memory))
                       for name, t in config.templates.items()}
@@ -170,7 +170,7 @@ class SandboxService:
 
     def get(self, sandbox_id: str, tenant: Tenant) -> Sandbox:
         """``tenant``'s sandbox; another tenant's is ``NotFound``, worded as for no sandbox."""
-        sandbox = self._sandboxes.get(sandbox_id) if SANDBOX_ID.match(sandbox_id) else None
+        sandbox = self._sandboxes.get(sandbox_id) if is_sandbox_id(sandbox_id) else None
         if sandbox is None or sandbox.tenant != tenant.name:
             owner, removed = self._removed.get(sandbox_id, ("", ""))
             raise NotFound(f"no sandbox {sandbox_id!r}" + (
@@ -238,7 +238,7 @@ class SandboxService:
         """The sandbox's history as a notebook; kept ``history_retention`` s after deletion,
         also across gateway restarts (the store records the owner)."""
         notebook = None
-        if SANDBOX_ID.match(sandbox_id):
+        if is_sandbox_id(sandbox_id):
             notebook = await self.store.notebook(sandbox_id, tenant.name)
         if notebook is None:
             raise NotFound(f"no sandbox {sandbox_id!r} (or its history expired)")

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from . import fastjson
 from .sealing import EnvSealer, UnsealError, key_path_for
+from .wire import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -386,8 +387,8 @@ class HistoryStore:
         cells = self.db.execute("SELECT position, code, execution_count, status, started_at, "
                                 "finished_at, outputs, notes FROM cells WHERE sandbox_id = ? "
                                 "ORDER BY position", (sandbox_id,)).fetchall()
-        sandcell = {"sandbox_id": sandbox_id, "template": template, "created_at": iso(created_at),
-                    "deleted_at": iso(deleted_at) if deleted_at else None,
+        sandcell = {"sandbox_id": sandbox_id, "template": template, "created_at": iso_time(created_at),
+                    "deleted_at": iso_time(deleted_at) if deleted_at else None,
                     "deleted_reason": deleted_reason,
                     "metadata": json.loads(metadata)}
         return notebook_document([_cell(*cell) for cell in cells], template,
@@ -478,13 +479,13 @@ def _cell(position: int, code: str, execution_count: int | None, status: str | N
           started_at: float, finished_at: float, outputs: str, notes: str) -> dict[str, Any]:
     """One code cell; timings use JupyterLab's ``execution`` metadata keys, so its
     "record timing" display shows them, plus Sandcell's own summary."""
-    timing = {"status": status, "started": iso(started_at), "finished": iso(finished_at),
+    timing = {"status": status, "started": iso_time(started_at), "finished": iso_time(finished_at),
               "duration": round(finished_at - started_at, 6), **json.loads(notes)}
     return {
         "cell_type": "code", "id": f"cell-{position}", "source": code,
         "execution_count": execution_count, "outputs": json.loads(outputs),
-        "metadata": {"execution": {"iopub.execute_input": iso(started_at),
-                                   "shell.execute_reply": iso(finished_at)},
+        "metadata": {"execution": {"iopub.execute_input": iso_time(started_at),
+                                   "shell.execute_reply": iso_time(finished_at)},
                      "sandcell": timing},
     }
 
@@ -503,12 +504,3 @@ def notebook_document(cells: list[dict[str, Any]], template: str,
         },
         "cells": cells,
     }
-
-
-def iso(ts: float) -> str:
-    """UTC ISO 8601 with microseconds, as Jupyter writes timings.
-
-    >>> iso(0.25)
-    '1970-01-01T00:00:00.250000Z'
-    """
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"

@@ -10,7 +10,7 @@ import pytest
 from sandcell_gateway.config import TemplateConfig
 from sandcell_gateway.errors import BackendUnavailable, ServiceUnavailable
 from sandcell_gateway.pool import WarmPool
-from sandcell_gateway.sandbox import new_sandbox_id
+from sandcell_gateway.wire import new_sandbox_id
 
 pytestmark = pytest.mark.anyio
 

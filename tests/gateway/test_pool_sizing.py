@@ -10,7 +10,7 @@ import pytest
 from sandcell_gateway.config import ConfigError, TemplateConfig, load_config
 from sandcell_gateway.pool import WarmPool
 from sandcell_gateway.pool_sizing import MemoryBudget, ReadyTarget, parse_size
-from sandcell_gateway.sandbox import new_sandbox_id
+from sandcell_gateway.wire import new_sandbox_id
 
 MIB = 1024 * 1024
 
@@ -119,7 +119,8 @@ def adaptive_pool(launcher: Launcher, clock: Clock, budget: MemoryBudget | None 
     # fake launches take no time on the fake clock: hold the production time at 1 s
     sizing.record_start = lambda seconds: None  # type: ignore[method-assign]
     pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
-                                 new_id=new_sandbox_id, sizing=sizing, budget=budget, ready_memory=64 * MIB, clock=clock)
+                                 new_id=new_sandbox_id, sizing=sizing, budget=budget,
+                                 ready_memory=64 * MIB, clock=clock)
     pool.start()
     return pool
 

@@ -17,7 +17,8 @@ from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.pool import WarmPool
 from sandcell_gateway.provisioner import ContainerHandle, KernelProvisioner
 from sandcell_gateway.reaper import Reaper
-from sandcell_gateway.sandbox import Sandbox, new_sandbox_id
+from sandcell_gateway.sandbox import Sandbox
+from sandcell_gateway.wire import new_sandbox_id
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
 

@@ -42,7 +42,8 @@ from ..pool import WarmPool
 from ..tenants import Tenant
 from .registry import PluginManifest, PluginRegistry
 from .reuse import IdleWorkers, reuse_key
-from .workers import Worker, WorkerLauncher, healthy, new_worker_id
+from ..wire import new_worker_id
+from .workers import Worker, WorkerLauncher, healthy
 
 log = logging.getLogger(__name__)
 

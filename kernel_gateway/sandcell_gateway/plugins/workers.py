@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import secrets
 import shutil
 import time
 from pathlib import Path
@@ -43,10 +42,6 @@ CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconne
 # A reused worker answers Health before its next call; one that cannot within this is
 # recycled and the caller gets another worker (a warm process answers in about a millisecond).
 HEALTH_TIMEOUT = 1.0
-
-
-def new_worker_id() -> str:
-    return "wkr_" + secrets.token_hex(8)
 
 
 class WorkerStartFailed(GatewayError):
