@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import Any
-
-from tornado.iostream import StreamClosedError
-
 from . import __version__
 from .base import BaseHandler
-from .fastjson import ndjson_line
+from .cells import CellEnd
 from .openapi import openapi_document
+from .streaming import EventStreamHandler
 from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS, Field
-
-log = logging.getLogger(__name__)
 
 CREATE_FIELDS = {
     "template": Field(str),
@@ -97,53 +90,17 @@ class NotebookHandler(BaseHandler):
         self.write_json(notebook)
 
 
-class ExecuteHandler(BaseHandler):
-    """Streams a cell's events as NDJSON, flushing each one as the kernel produces it.
-
-    A client that disconnects mid-stream cancels the stream; the sandbox then interrupts the
-    cell (documented policy, docs/api.md).
-    """
-
-    _task: asyncio.Task[Any] | None = None
+class ExecuteHandler(EventStreamHandler):
+    """Streams a cell's events as NDJSON (streaming.py); a client that disconnects mid-stream
+    cancels it, and the sandbox then interrupts the cell (documented policy, docs/api.md)."""
 
     async def post(self, sandbox_id: str) -> None:
         body = self.body(EXECUTE_FIELDS)
         events = self.service.execute(sandbox_id, self.tenant, body["code"],
                                      body.get("timeout"))
-        self._task = asyncio.current_task()
-        self.set_header("Content-Type", "application/x-ndjson")
-        self.set_header("Cache-Control", "no-store")
-        ended: set[str] = set()
-        try:
-            async for event in events:
-                self.write(ndjson_line(event))
-                if _cell_over(event, ended):
-                    break
-                if not ended:  # the reply follows the idle status at once: send both in one write
-                    await self.flush()
-            # End the response now: the history write in aclose() need not delay the client.
-            self._task = None
-            self.finish()
-        except (StreamClosedError, asyncio.CancelledError):
-            log.info("client left an execution on %s; interrupting it", sandbox_id)
-        finally:
-            await events.aclose()
-            self._task = None
-        if not self._finished:
-            self.finish()
-
-    def on_connection_close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-def _cell_over(event: dict[str, Any], ended: set[str]) -> bool:
-    """True once a cell's reply and its idle status have both been seen (the last events)."""
-    kind = event["msg_type"]
-    if kind == "execute_reply" or (kind == "status"
-                                   and event["content"].get("execution_state") == "idle"):
-        ended.add(kind)
-    return len(ended) == 2
+        end = CellEnd()
+        await self.stream(events, last=end.see, hold=lambda: end.ending,
+                          left=f"client left an execution on {sandbox_id}; interrupting it")
 
 
 _ID = r"([^/]+)"

@@ -20,7 +20,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from .kernel import BULKY_TYPES, output_size
+from .cells import CellEnd, OutputBudget
 from .store import CellRecord, CellRecorder
 
 MAX_OPEN = 1000  # cells queued or running per kernel; a client queuing more loses the oldest
@@ -29,28 +29,15 @@ MAX_OPEN = 1000  # cells queued or running per kernel; a client queuing more los
 class _OpenCell:
     def __init__(self, code: str, output_limit: int) -> None:
         self.recorder = CellRecorder(code)
-        self._room = output_limit
-        self._limit = output_limit
-        self._truncated = False
-        self.replied = self.idle = False
+        self.end = CellEnd()
+        self._budget = OutputBudget(output_limit, "the rest is not in this record")
 
-    def add(self, msg: dict[str, Any]) -> None:
-        kind = msg["msg_type"]
-        if kind == "execute_reply":
-            self.replied = True
-        elif kind == "status":
-            self.idle = msg["content"].get("execution_state") == "idle"
-            return
-        elif kind in BULKY_TYPES:
-            self._room -= output_size(msg["content"])
-            if self._room < 0:
-                if not self._truncated:
-                    self._truncated = True
-                    self.recorder.add({"msg_type": "stream", "content": {
-                        "name": "stderr", "text": f"\n[Sandcell: output truncated after "
-                                                  f"{self._limit} bytes in this record]\n"}})
-                return
-        self.recorder.add(msg)
+    def add(self, msg: dict[str, Any]) -> bool:
+        """Record ``msg``; True once the cell is over."""
+        if msg["msg_type"] != "status":
+            for kept in self._budget.admit(msg):
+                self.recorder.add(kept)
+        return self.end.see(msg)
 
 
 class JupyterHistory:
@@ -80,8 +67,7 @@ class JupyterHistory:
         cell = self._open.get(msg_id)
         if cell is None:
             return
-        cell.add(msg)
-        if cell.replied and cell.idle:
+        if cell.add(msg):
             del self._open[msg_id]
             self._save(cell.recorder.finish())
 

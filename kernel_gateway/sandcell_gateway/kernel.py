@@ -21,6 +21,8 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import DELIM, Session
 
+from .cells import CellEnd, OutputBudget
+
 log = logging.getLogger(__name__)
 
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
@@ -282,37 +284,24 @@ class KernelConnection:
 class Inbox(asyncio.Queue["dict[str, Any] | None"]):
     """The messages answering one request.
 
-    Output past ``limit`` bytes (UTF-8, :func:`output_size`) is dropped, announced once by a
-    stderr marker in its place, so a cell that floods output cannot grow the gateway's memory
-    however slow the client reads. Status and reply messages always get through.
+    Output past ``limit`` bytes is dropped (cells.OutputBudget), so a cell that floods output
+    cannot grow the gateway's memory however slow the client reads.
     """
 
     def __init__(self, limit: int | None = None) -> None:
         super().__init__()
-        self._limit = limit
-        self._used = 0
-        self.truncated = False
+        self.budget = OutputBudget(limit, "the rest of this cell's output is dropped")
+
+    @property
+    def truncated(self) -> bool:
+        return self.budget.truncated
 
     def put_nowait(self, msg: dict[str, Any] | None) -> None:
-        if msg is not None and self._limit is not None and msg["msg_type"] in BULKY_TYPES:
-            room = self._limit - self._used
-            self._used += output_size(msg["content"])
-            if self._used > self._limit:
-                if not self.truncated:
-                    self.truncated = True
-                    # a kernel batches a tight print loop into messages of tens of MB: keep
-                    # the part of the text that fits rather than nothing
-                    if msg["msg_type"] == "stream" and room > 0:
-                        text = utf8_prefix(msg["content"]["text"], room)
-                        super().put_nowait({**msg, "content": {**msg["content"], "text": text}})
-                    super().put_nowait(self._marker(msg))
-                return
-        super().put_nowait(msg)
-
-    def _marker(self, msg: dict[str, Any]) -> dict[str, Any]:
-        text = (f"\n[Sandcell: output truncated after {self._limit} bytes; the rest of this "
-                "cell's output is dropped]\n")
-        return {**msg, "msg_type": "stream", "content": {"name": "stderr", "text": text}}
+        if msg is None:
+            super().put_nowait(msg)
+            return
+        for kept in self.budget.admit(msg):
+            super().put_nowait(kept)
 
 
 # Formats and publishes one result the way a cell's last expression is (the first time costs
@@ -321,49 +310,11 @@ WARM_UP = ("_ip = get_ipython()\n"
            "_ip.display_pub.publish(*_ip.display_formatter.format(0))\n"
            "del _ip")
 
-BULKY_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
-
-
-def output_size(content: dict[str, Any]) -> int:
-    """The bytes an output message's text or mime bundle takes as UTF-8 (what users count).
-
-    >>> output_size({"text": "é€😀"}), output_size({"data": {"application/json": {"k": "é"}}})
-    (9, 11)
-    """
-    if "text" in content:
-        return utf8_len(content["text"])
-    return sum(utf8_len(v) if isinstance(v, str)
-               else len(json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass"))
-               for v in content.get("data", {}).values())
-
-
-def utf8_len(text: str) -> int:
-    """``len(text.encode())``, counting a lone surrogate (valid in JSON) as its 3 bytes.
-
-    A kernel may send ``"\\ud800"``: a plain ``encode()`` would raise on the reader's path.
-
-    >>> utf8_len("aé€😀"), utf8_len("\\ud800")
-    (10, 3)
-    """
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def utf8_prefix(text: str, size: int) -> str:
-    """The longest prefix of ``text`` that is at most ``size`` bytes of UTF-8.
-
-    A character that would straddle the line is left out whole.
-
-    >>> utf8_prefix("é" * 3, 5), utf8_prefix("x😀", 4)
-    ('éé', 'x')
-    """
-    return text.encode("utf-8", "surrogatepass")[:size].decode("utf-8", "ignore")
-
-
 class PendingExecution:
     """Messages of one ``execute_request``: IOPub output in order, then the ``execute_reply``.
 
-    ``next()`` returns None once both the reply and the IOPub ``idle`` status arrived, so every
-    output of the request has been returned. Cancelling ``next()`` (a timeout) loses nothing.
+    ``next()`` returns None once the cell is over (cells.CellEnd), so every output of the
+    request has been returned. Cancelling ``next()`` (a timeout) loses nothing.
     """
 
     def __init__(self, queue: Inbox,
@@ -371,18 +322,17 @@ class PendingExecution:
         self._queue = queue
         self._release = release
         self._reply: dict[str, Any] | None = None
-        self._idle = False
+        self._end = CellEnd()
         self.done = False
 
     async def next(self) -> dict[str, Any] | None:
-        while not (self._reply is not None and self._idle):
+        while not self._end.over:
             msg = await KernelConnection.next_message(self._queue)
+            self._end.see(msg)
             kind = msg["msg_type"]
             if kind == "execute_reply":
                 self._reply = msg
             elif kind in OUTPUT_TYPES:
-                self._idle = self._idle or (kind == "status" and
-                                            msg["content"].get("execution_state") == "idle")
                 return msg
         if self.done:
             return None

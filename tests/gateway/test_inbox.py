@@ -1,6 +1,28 @@
+"""Output caps (cells.OutputBudget) as the kernel connection's Inbox applies them."""
+
 from __future__ import annotations
 
+import doctest
+
+from sandcell_gateway import cells
+from sandcell_gateway.cells import CellEnd
 from sandcell_gateway.kernel import Inbox
+
+
+def test_doctests() -> None:
+    results = doctest.testmod(cells)
+    assert results.failed == 0 and results.attempted >= 5
+
+
+def test_a_cell_ends_after_its_reply_and_its_idle_in_either_order() -> None:
+    reply = {"msg_type": "execute_reply", "content": {"status": "ok"}}
+    busy = {"msg_type": "status", "content": {"execution_state": "busy"}}
+    idle = {"msg_type": "status", "content": {"execution_state": "idle"}}
+    for order in ([busy, reply, idle], [busy, idle, reply]):
+        end = CellEnd()
+        seen = [end.see(msg) for msg in order]
+        assert seen == [False, False, True] and end.ending
+    assert not CellEnd().ending
 
 
 def _stream(text: str) -> dict:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
-
-from tornado.iostream import StreamClosedError
 
 from ..base import BaseHandler
 from ..errors import NotFound
-from ..fastjson import ndjson_line
+from ..streaming import EventStreamHandler
 from ..validation import MAX_SECONDS, Field, decode_object
 from .registry import InvalidInput
 from .service import PluginService
-
-log = logging.getLogger(__name__)
 
 INVOKE_FIELDS = {
     "input": Field(dict, required=True),
@@ -53,37 +47,20 @@ class PluginHandler(PluginBaseHandler):
         self.write_json(self.plugins.describe(name))
 
 
-class InvokeHandler(PluginBaseHandler):
-    """Streams an invocation's events as NDJSON: progress/log as they happen, then
-    ``completed`` or ``failed``. A client that disconnects cancels the invocation (its
+class InvokeHandler(PluginBaseHandler, EventStreamHandler):
+    """Streams an invocation's events as NDJSON (streaming.py): progress/log as they happen,
+    then ``completed`` or ``failed``. A client that disconnects cancels the invocation (its
     worker is killed)."""
-
-    _task: asyncio.Task[Any] | None = None
 
     async def post(self, name: str) -> None:
         body = self.body(INVOKE_FIELDS)
         invocation = await self.plugins.open(name, body["input"], body.get("timeout"),
                                              tenant=self.tenant)
-        events = invocation.events()
-        self._task = asyncio.current_task()
-        self.set_header("Content-Type", "application/x-ndjson")
-        self.set_header("Cache-Control", "no-store")
         try:
-            async for event in events:
-                self.write(ndjson_line(event))
-                await self.flush()
-        except (StreamClosedError, asyncio.CancelledError):
-            log.info("client left invocation %s of %s; cancelling it", invocation.id, name)
+            await self.stream(invocation.events(),
+                              left=f"client left invocation {invocation.id} of {name}; cancelling it")
         finally:
-            self._task = None
-            await events.aclose()
             await invocation.close()
-        if not self._finished:
-            self.finish()
-
-    def on_connection_close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 class CalculateHandler(PluginBaseHandler):
