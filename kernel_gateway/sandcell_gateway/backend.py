@@ -36,9 +36,6 @@ from .errors import BackendUnavailable, GatewayError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LABEL_PREFIX = "org.sandcell."
-SANDBOX_HOME = "/home/sandbox"
-
 
 def run_options(limits: Limits, uid: int) -> dict[str, Any]:
     """docker-py ``containers.run`` keyword arguments for ``limits``' hardening."""

@@ -21,6 +21,7 @@ from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
 
 if TYPE_CHECKING:
+    from .jupyter_service import JupyterService
     from .plugins.service import PluginService
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Deps:
 
     service: SandboxService
     tenants: Tenants
+    jupyter: JupyterService
     max_body_size: int = 1 << 20
     websocket_max_message_size: int = 10 << 20
     plugins: PluginService | None = None  # None: the plugin runtime is disabled

@@ -20,19 +20,13 @@ import collections
 import json
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from jupyter_client.jsonutil import json_default
 
-from .errors import NotFound
 from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
-from .sandbox import Sandbox
-from .service import SandboxService
-from .store import HistoryStore, remember
-from .tenants import Tenant
 from .wire import SANDBOX_ID_PREFIX
 
 log = logging.getLogger(__name__)
@@ -59,24 +53,6 @@ def sandbox_id_of(kernel_id: str) -> str:
     if kernel_id.startswith("sbx-"):
         return SANDBOX_ID_PREFIX + kernel_id[4:].replace("-", "")
     return kernel_id
-
-
-def find_sandbox(service: SandboxService, kernel_id: str, tenant: Tenant) -> Sandbox:
-    """``tenant``'s sandbox behind a kernel id (``NotFound`` if none, or another tenant's)."""
-    try:
-        return service.get(sandbox_id_of(kernel_id), tenant)
-    except NotFound:
-        raise NotFound(f"no kernel {kernel_id!r}") from None
-
-
-def kernel_of(service: SandboxService, sandbox_id: str, tenant: Tenant
-              ) -> KernelConnection | None:
-    """The live kernel now serving ``tenant``'s ``sandbox_id`` (a restart swaps it), or None."""
-    try:
-        sandbox = service.get(sandbox_id, tenant)
-    except NotFound:
-        return None
-    return None if sandbox.dead else sandbox.kernel
 
 
 class Client(Protocol):
@@ -259,50 +235,3 @@ class KernelBridge:
             client.kernel_gone()
         self.clients.clear()
         self._on_gone(self)
-
-
-class JupyterState:
-    """The Jupyter surface's per-gateway state: one bridge per connected kernel, and sessions."""
-
-    def __init__(self, store: HistoryStore) -> None:
-        self.bridges: dict[str, KernelBridge] = {}
-        # session id -> {id, sandbox_id, tenant, path, name, type}, kept in the store as well
-        self.sessions: dict[str, dict[str, str]] = {}
-        self._store = store
-
-    async def load_sessions(self) -> None:
-        """Take back the sessions of the sandboxes re-adopted after a crash (call after the
-        service started: a graceful stop deleted its sandboxes, and their sessions with them)."""
-        self.sessions.update({s["id"]: s for s in await self._store.jupyter_sessions()})
-
-    async def save_session(self, session: dict[str, str]) -> None:
-        self.sessions[session["id"]] = session
-        await remember(self._store.put_jupyter_session(session))
-
-    async def delete_session(self, session_id: str) -> None:
-        self.sessions.pop(session_id, None)
-        await remember(self._store.delete_jupyter_session(session_id))
-
-    def bridge(self, kernel_id: str, resolve: Callable[[], KernelConnection | None],
-               history: Callable[[], JupyterHistory | None] = lambda: None) -> KernelBridge:
-        """The kernel's bridge; a new one records its clients' cells in ``history()``."""
-        bridge = self.bridges.get(kernel_id)
-        if bridge is None or bridge.closed:
-            bridge = KernelBridge(kernel_id, resolve, on_gone=self._forget, history=history())
-            self.bridges[kernel_id] = bridge
-        return bridge
-
-    def _forget(self, bridge: KernelBridge) -> None:
-        if self.bridges.get(bridge.kernel_id) is bridge:
-            del self.bridges[bridge.kernel_id]
-
-
-_STATES: weakref.WeakKeyDictionary[object, JupyterState] = weakref.WeakKeyDictionary()
-
-
-def jupyter_state(service: SandboxService) -> JupyterState:
-    """The one :class:`JupyterState` of a gateway (keyed by its service object)."""
-    state = _STATES.get(service)
-    if state is None:
-        state = _STATES[service] = JupyterState(service.store)
-    return state

@@ -28,9 +28,8 @@ import tornado.websocket
 from jupyter_client.jsonutil import json_default
 
 from .base import BaseHandler
-from .errors import BadRequest, KernelDied, TooManyRequests
-from .jupyter_bridge import KernelBridge, Message, find_sandbox, jupyter_state, kernel_of
-from .jupyter_history import JupyterHistory
+from .errors import BadRequest, KernelDied
+from .jupyter_bridge import KernelBridge, Message
 from .kernel import KernelGone
 from .wire import iso_time
 
@@ -220,7 +219,7 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         return V1_PROTOCOL if V1_PROTOCOL in subprotocols else None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        sandbox = find_sandbox(self.service, args[0], self.tenant)  # 404 / 409 before the upgrade
+        sandbox = self.deps.jupyter.find(args[0], self.tenant)  # 404 / 409 before the upgrade
         if self.request.headers.get("Upgrade", "").lower() != "websocket" \
                 or not self.request.headers.get("Sec-WebSocket-Key"):
             # Tornado would answer in plain text; every gateway error is JSON
@@ -238,13 +237,7 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             stream.set_nodelay(True)  # Nagle + delayed ACKs: ~40 ms per message
         self._queue: collections.deque[tuple[str, Message] | None] = collections.deque()
         self._ready = asyncio.Event()
-        service, tenant, sandbox_id = self.service, self.tenant, self.sandbox_id
-        self.bridge = jupyter_state(service).bridge(
-            sandbox_id, lambda: kernel_of(service, sandbox_id, tenant),
-            history=lambda: JupyterHistory(
-                save=lambda cell: service.record_cell(sandbox_id, cell),
-                output_limit=service.config.max_output_bytes))
-        self.bridge.attach(self)
+        self.bridge = self.deps.jupyter.attach(self, self.sandbox_id, self.tenant)
         self._writer = asyncio.ensure_future(self._write_forever())
 
     def deliver(self, channel: str, msg: Message) -> None:
@@ -296,14 +289,12 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return
         self.service.touch(self.sandbox_id)
         if msg.is_execution:
-            try:
-                self.tenant.admit_execute()  # the same bucket as REST executions
-            except TooManyRequests as exc:
-                for channel, reply in refusal(msg.header, "RateLimitError", exc.message):
+            refused = self.deps.jupyter.admit_cell(self.bridge, self.tenant, msg.header,
+                                                   msg.content)
+            if refused is not None:
+                for channel, reply in refusal(msg.header, "RateLimitError", refused.message):
                     self.deliver(channel, reply)
                 return
-            if self.bridge.history is not None:
-                self.bridge.history.started(msg.header, msg.content)
         try:
             await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
         except (KernelGone, ConnectionError):

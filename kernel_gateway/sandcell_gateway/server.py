@@ -15,7 +15,7 @@ from .config import GatewayConfig
 from .cors import CorsPolicy
 from .app import make_app
 from .base import Deps
-from .jupyter_bridge import jupyter_state
+from .jupyter_service import JupyterService
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .plugins.service import PluginService
 from .service import SandboxService
@@ -42,7 +42,8 @@ async def serve(config: GatewayConfig) -> None:
     runtime = DockerBackend(config)
     service = SandboxService(config, runtime)
     await service.start()
-    await jupyter_state(service).load_sessions()
+    jupyter = JupyterService(service)
+    await jupyter.load_sessions()
     plugins = PluginService(config, runtime) if config.plugins.enabled else None
     if plugins is not None:
         await plugins.start()
@@ -51,7 +52,7 @@ async def serve(config: GatewayConfig) -> None:
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=socket.AF_INET)
     port = sockets[0].getsockname()[1]
     server = tornado.httpserver.HTTPServer(
-        make_app(Deps(service, tenants, config.max_body_size, plugins=plugins,
+        make_app(Deps(service, tenants, jupyter, config.max_body_size, plugins=plugins,
                       websocket_max_message_size=config.websocket_max_message_size,
                       cors=CorsPolicy(config.cors))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
