@@ -6,13 +6,16 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import grpc
 
 from ._proto import sandbox_pb2 as pb
 from .errors import AgentError, from_os_error, invalid_path, wrong_kind
 from .paths import InvalidPath, Resolved, Roots
+
+T = TypeVar("T")
 
 CHUNK = 256 * 1024  # bytes per ReadChunk: large enough to stream 100 MiB at speed
 
@@ -48,7 +51,7 @@ class Files:
         except InvalidPath as exc:
             raise invalid_path(str(exc)) from exc
 
-    def _guard(self, resolved: Resolved, call):  # type: ignore[no-untyped-def]
+    def _guard(self, resolved: Resolved, call: Callable[[], T]) -> T:
         """Run ``call()``, turning OS refusals into AgentErrors about ``resolved``."""
         try:
             return call()

@@ -41,8 +41,10 @@ class Process:
             while data := os.read(fd, READ_SIZE):
                 while not self.stop.is_set():
                     with contextlib.suppress(queue.Full):
-                        self.events.put(pb.ProcessEvent(**{kind: pb.Output(data=data)}),
-                                        timeout=0.2)
+                        output = pb.Output(data=data)
+                        event = (pb.ProcessEvent(stdout=output) if kind == "stdout"
+                                 else pb.ProcessEvent(stderr=output))
+                        self.events.put(event, timeout=0.2)
                         break
         except OSError:
             pass

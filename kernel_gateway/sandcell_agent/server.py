@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -77,7 +77,7 @@ class Agent(rpc.SandboxAgentServicer):
         return pb.SignalReply()
 
 
-def _abort(context: grpc.ServicerContext, exc: AgentError) -> Any:
+def _abort(context: grpc.ServicerContext, exc: AgentError) -> NoReturn:
     context.set_trailing_metadata(((ERROR_KEY, exc.code),))
     context.abort(exc.status, exc.message)
 
@@ -86,7 +86,7 @@ def _unary(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     try:
         return call()
     except AgentError as exc:
-        return _abort(context, exc)
+        _abort(context, exc)
 
 
 def _stream(context: grpc.ServicerContext, call: Callable[[], Iterator[T]]) -> Iterator[T]:
@@ -96,7 +96,7 @@ def _stream(context: grpc.ServicerContext, call: Callable[[], Iterator[T]]) -> I
         _abort(context, exc)
 
 
-def serve(socket_path: str, roots: Roots) -> grpc.Server:
+def serve(socket_path: str, agent: Agent) -> grpc.Server:
     """Start serving on ``unix:socket_path`` (a stale socket file is replaced)."""
     if os.path.exists(socket_path):
         os.unlink(socket_path)
@@ -104,11 +104,9 @@ def serve(socket_path: str, roots: Roots) -> grpc.Server:
     server = grpc.server(ThreadPoolExecutor(max_workers=64, thread_name_prefix="agent"),
                          options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                   ("grpc.max_send_message_length", MAX_MESSAGE)])
-    agent = Agent(roots)
     rpc.add_SandboxAgentServicer_to_server(agent, server)
     server.add_insecure_port(f"unix:{socket_path}")
     server.start()
-    server.agent = agent
     return server
 
 
@@ -118,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", default=os.environ.get("HOME", "/home/sandbox"))
     parser.add_argument("--tmp", default="/tmp")
     args = parser.parse_args(argv)
-    server = serve(args.socket, Roots(args.workspace, args.tmp))
+    agent = Agent(Roots(args.workspace, args.tmp))
+    server = serve(args.socket, agent)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    server.agent.processes.kill_all()
+    agent.processes.kill_all()
     server.stop(grace=1).wait()
     return 0
 

@@ -72,45 +72,49 @@ class Result:
     def _get(self, name: str) -> Any:
         return self.data.get(MIME_TYPES[name])
 
+    def _text(self, name: str) -> str | None:
+        value = self._get(name)
+        return value if isinstance(value, str) else None
+
     @property
     def text(self) -> str | None:
         """``text/plain``."""
-        return self._get("text")
+        return self._text("text")
 
     @property
     def html(self) -> str | None:
         """``text/html``."""
-        return self._get("html")
+        return self._text("html")
 
     @property
     def markdown(self) -> str | None:
         """``text/markdown``."""
-        return self._get("markdown")
+        return self._text("markdown")
 
     @property
     def svg(self) -> str | None:
         """``image/svg+xml``."""
-        return self._get("svg")
+        return self._text("svg")
 
     @property
     def png(self) -> str | None:
         """``image/png``, base64-encoded as on the wire."""
-        return self._get("png")
+        return self._text("png")
 
     @property
     def jpeg(self) -> str | None:
         """``image/jpeg``, base64-encoded as on the wire."""
-        return self._get("jpeg")
+        return self._text("jpeg")
 
     @property
     def pdf(self) -> str | None:
         """``application/pdf``, base64-encoded as on the wire."""
-        return self._get("pdf")
+        return self._text("pdf")
 
     @property
     def latex(self) -> str | None:
         """``text/latex``."""
-        return self._get("latex")
+        return self._text("latex")
 
     @property
     def json(self) -> Any:
@@ -120,7 +124,7 @@ class Result:
     @property
     def javascript(self) -> str | None:
         """``application/javascript``."""
-        return self._get("javascript")
+        return self._text("javascript")
 
     def formats(self) -> list[str]:
         """Short names of the formats present, then any other MIME types as-is."""

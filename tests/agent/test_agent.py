@@ -11,7 +11,7 @@ import pytest
 from sandcell_agent._proto import sandbox_pb2 as pb
 from sandcell_agent._proto import sandbox_pb2_grpc as rpc
 from sandcell_agent.paths import Roots
-from sandcell_agent.server import serve
+from sandcell_agent.server import Agent, serve
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def agent(tmp_path: Path) -> Iterator[tuple[rpc.SandboxAgentStub, Path]]:
     workspace, tmp = tmp_path / "ws", tmp_path / "tmp"
     workspace.mkdir()
     tmp.mkdir()
-    server = serve(str(tmp_path / "agent.sock"), Roots(str(workspace), str(tmp)))
+    server = serve(str(tmp_path / "agent.sock"), Agent(Roots(str(workspace), str(tmp))))
     channel = grpc.insecure_channel(f"unix:{tmp_path / 'agent.sock'}")
     try:
         yield rpc.SandboxAgentStub(channel), workspace
