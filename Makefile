@@ -3,7 +3,7 @@ PYTHON ?= python3
 SANDCELL := $(PYTHON) -m sandcell_gateway.cli
 STAMP := .cache/install.stamp
 
-.PHONY: install images serve test typecheck bench
+.PHONY: install images serve test unit typecheck bench
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ serve: install
 
 typecheck: install
 	$(PYTHON) -m mypy
+
+# The fast loop: no Docker, no images (under a minute).
+unit: typecheck
+	$(PYTHON) -m pytest -m "not docker" tests
 
 test: images typecheck
 	$(PYTHON) -m coverage run -m pytest
