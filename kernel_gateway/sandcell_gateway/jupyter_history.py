@@ -3,8 +3,8 @@
 A cell opens when a client's ``execute_request`` goes to the kernel (unless it is ``silent`` or
 ``store_history`` is false: those are the front end's own housekeeping, not the user's cells)
 and is saved once its ``execute_reply`` and its IOPub ``idle`` status both came. Its output is
-capped as a REST execution's is: past ``output_limit`` bytes the rest is dropped, announced by
-a marker. A kernel that dies or restarts leaves its open cells saved as unfinished.
+capped as a REST execution's is: past ``output_limit`` bytes (UTF-8) the rest is dropped (the
+stream message crossing the line is cut between characters), announced by a marker. A kernel that dies or restarts leaves its open cells saved as unfinished.
 
 Example::
 
@@ -20,7 +20,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from .kernel import BULKY_TYPES, output_size
+from .kernel import BULKY_TYPES, output_size, utf8_prefix
 from .store import CellRecord, CellRecorder
 
 MAX_OPEN = 1000  # cells queued or running per kernel; a client queuing more loses the oldest
@@ -42,10 +42,16 @@ class _OpenCell:
             self.idle = msg["content"].get("execution_state") == "idle"
             return
         elif kind in BULKY_TYPES:
+            room = self._room
             self._room -= output_size(msg["content"])
             if self._room < 0:
                 if not self._truncated:
                     self._truncated = True
+                    # as the REST stream (kernel.Inbox): a tight print loop comes as one big
+                    # message, so keep the part of its text that fits rather than nothing
+                    if kind == "stream" and room > 0:
+                        text = utf8_prefix(msg["content"]["text"], room)
+                        self.recorder.add({**msg, "content": {**msg["content"], "text": text}})
                     self.recorder.add({"msg_type": "stream", "content": {
                         "name": "stderr", "text": f"\n[Sandcell: output truncated after "
                                                   f"{self._limit} bytes in this record]\n"}})

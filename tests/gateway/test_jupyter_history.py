@@ -83,10 +83,11 @@ def test_output_past_the_limit_is_dropped_with_a_marker() -> None:
     for msg in cell_messages("a")[3:]:  # reply, idle
         history.on_message(msg)
     [cell] = saved
-    # three chunks fit in 100 bytes (merged, as a front end does), then one marker, once
+    # three chunks and the part of the fourth that fits in 100 bytes (merged, as a front end
+    # does), then one marker, once
     assert [(o["name"], o["text"][:3]) for o in cell.outputs] == [("stdout", "xxx"),
                                                                    ("stderr", "\n[S")]
-    assert cell.outputs[0]["text"] == "x" * 90
+    assert cell.outputs[0]["text"] == "x" * 100
     assert "truncated after 100 bytes" in cell.outputs[1]["text"]
 
 
@@ -99,8 +100,8 @@ def test_the_record_cap_counts_utf8_bytes() -> None:
         for msg in cell_messages("a")[3:]:  # reply, idle
             history.on_message(msg)
         [cell] = saved
-        kept = 100 // (15 * width)  # whole messages that fit in 100 bytes
-        assert cell.outputs[0]["text"] == char * 15 * kept, char
+        # whole messages, then the crossing one cut between characters: 100 bytes at most
+        assert cell.outputs[0]["text"] == char * (100 // width), char
         assert "truncated after 100 bytes" in cell.outputs[1]["text"]
 
 
