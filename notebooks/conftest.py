@@ -3,8 +3,9 @@
 The notebooks call ``sandcell.Client()`` with no arguments, as a user would: it finds the
 gateway through its runtime file. So before nbval starts the first notebook's kernel (which
 inherits ``os.environ``), this starts a gateway, points ``SANDCELL_RUNTIME_DIR`` at its runtime
-directory and removes ``SANDCELL_URL``/``SANDCELL_TOKEN``. Nothing starts unless a notebook
-cell is actually run.
+directory and removes ``SANDCELL_URL``/``SANDCELL_TOKEN``; the session's end stops the gateway
+and puts the three variables back as they were. Nothing starts unless a notebook cell is
+actually run.
 
 Defaults, so that ``pytest`` (with ``notebooks`` in ``testpaths``) or ``pytest notebooks`` just
 works: ``--nbval`` (outputs compared, after ``sanitize.cfg`` masks ids, URLs, paths and
@@ -14,7 +15,6 @@ environment, the one with the SDK under test).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -41,17 +41,19 @@ SANITIZE = Path(__file__).with_name("sanitize.cfg")
 
 _gateway: GatewayProcess | None = None
 _workdir: tempfile.TemporaryDirectory[str] | None = None
+_environ = pytest.MonkeyPatch()  # what the notebooks' kernels see, undone at the session's end
 
 
 def _start_gateway() -> GatewayProcess:
     global _gateway, _workdir
     ensure_images(["python", "plugin-python", "plugin-java"])  # plugins.ipynb
     _workdir = tempfile.TemporaryDirectory(prefix="sandcell-notebooks-")
+    # start() ends the process itself if it fails; once it returns, the session's end stops it
     _gateway = GatewayProcess(Path(_workdir.name), CONFIG).start()
     _gateway.wait_ready()
-    os.environ["SANDCELL_RUNTIME_DIR"] = str(_gateway.runtime_dir)
-    os.environ.pop("SANDCELL_URL", None)
-    os.environ.pop("SANDCELL_TOKEN", None)
+    _environ.setenv("SANDCELL_RUNTIME_DIR", str(_gateway.runtime_dir))
+    _environ.delenv("SANDCELL_URL", raising=False)
+    _environ.delenv("SANDCELL_TOKEN", raising=False)
     return _gateway
 
 
@@ -75,11 +77,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     global _gateway, _workdir
-    if _gateway is not None:
-        _gateway.stop()
-        leftovers = _gateway.containers()
-        _gateway = None
-        assert leftovers == [], f"the notebooks' gateway left containers behind: {leftovers}"
-    if _workdir is not None:
-        _workdir.cleanup()
-        _workdir = None
+    gateway, workdir, _gateway, _workdir = _gateway, _workdir, None, None
+    try:
+        if gateway is not None:
+            gateway.stop()  # kills it, and raises, if it does not stop
+            leftovers = gateway.containers()
+            assert leftovers == [], f"the notebooks' gateway left containers behind: {leftovers}"
+    finally:
+        _environ.undo()
+        if workdir is not None:
+            workdir.cleanup()

@@ -118,13 +118,22 @@ class GatewayProcess:
         files = list(self.runtime_dir.glob("gateway-*.json"))
         return files[0] if files else None
 
-    def stop(self) -> int:
-        """SIGTERM, like a user's Ctrl-C; return the exit code (0 if it never started)."""
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, like a user's Ctrl-C; return the exit code (0 if it never started).
+
+        A gateway that does not stop within ``timeout`` seconds is killed before the
+        ``TimeoutExpired`` propagates: a hung shutdown fails the test and leaks no process.
+        """
         if self.process is None:
             return 0
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            raise
 
     def kill(self) -> None:
         """SIGKILL, a crash: no shutdown code runs, containers and store stay as they were."""

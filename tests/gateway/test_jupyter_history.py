@@ -83,7 +83,7 @@ def test_output_past_the_limit_is_dropped_with_a_marker() -> None:
     for msg in cell_messages("a")[3:]:  # reply, idle
         history.on_message(msg)
     [cell] = saved
-    # 100 bytes: three chunks and the part of the fourth that fits (merged, as a front end
+    # three chunks and the part of the fourth that fits in 100 bytes (merged, as a front end
     # does), then one marker, once
     assert [(o["name"], o["text"][:3]) for o in cell.outputs] == [("stdout", "xxx"),
                                                                    ("stderr", "\n[S")]
@@ -100,7 +100,7 @@ def test_the_record_cap_counts_utf8_bytes() -> None:
         for msg in cell_messages("a")[3:]:  # reply, idle
             history.on_message(msg)
         [cell] = saved
-        # whole characters up to 100 bytes: a character is never cut in two
+        # whole messages, then the crossing one cut between characters: 100 bytes at most
         assert cell.outputs[0]["text"] == char * (100 // width), char
         assert "truncated after 100 bytes" in cell.outputs[1]["text"]
 

@@ -1,17 +1,29 @@
 """Idle culling on a real gateway: an untouched sandbox goes, a used one stays, and both the
-404 and a waiting execution say why. (The policy itself: tests/gateway/test_culling.py.)"""
+404 and a waiting execution say why, to the sandbox's own tenant only. (The policy itself:
+tests/gateway/test_culling.py.)"""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 
+import docker
+import httpx
 import pytest
+import tornado.httpclient
+import tornado.websocket
 
 import sandcell
+from sandcell_gateway.tenants import hash_token
 from sandcell_gateway.testing import GatewayProcess, wait_for
 
+from .test_tenants import UNKNOWN, answers_about, kernel_id
+
 pytestmark = pytest.mark.docker
+
+# alice owns the sandboxes that go; bob, and the gateway's own token, are other tenants
+TOKENS = {name: f"{name}-{secrets.token_urlsafe(12)}" for name in ("alice", "bob")}
 
 IDLE_TIMEOUT = 3
 CONFIG = f"""
@@ -25,6 +37,12 @@ max_total = 4
 
 [plugins]
 enabled = false
+
+[tenants.alice]
+token_sha256 = "{hash_token(TOKENS['alice'])}"
+
+[tenants.bob]
+token_sha256 = "{hash_token(TOKENS['bob'])}"
 """
 
 
@@ -87,3 +105,70 @@ def _gone(client: sandcell.Client, sandbox_id: str) -> bool:
     except sandcell.NotFoundError:
         return True
     return False
+
+
+def tenant(gateway: GatewayProcess, name: str) -> httpx.Client:
+    token = TOKENS.get(name, gateway.token)
+    return httpx.Client(base_url=gateway.url, timeout=60,
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+def _kill(gateway: GatewayProcess, sandbox_id: str) -> None:
+    container = gateway.container_of(sandbox_id)
+    assert container is not None
+    client = docker.APIClient()
+    try:
+        client.kill(container["Id"])
+    finally:
+        client.close()
+
+
+def _culled(owner: httpx.Client, sandbox_id: str) -> bool:
+    gone = owner.get(f"/api/v1/sandboxes/{sandbox_id}")
+    return gone.status_code == 404 and "culled: idle for" in gone.json()["error"]["message"]
+
+
+def _expired(owner: httpx.Client, sandbox_id: str) -> bool:
+    gone = owner.get(f"/api/v1/sandboxes/{sandbox_id}")
+    return gone.status_code == 404 and "expired" in gone.json()["error"]["message"]
+
+
+def _dead(owner: httpx.Client, sandbox_id: str) -> bool:
+    answer = owner.get(f"/api/v1/sandboxes/{sandbox_id}")
+    # dead, or already culled (idle_timeout is 3 s here): the owner is told either way
+    return (answer.status_code == 200 and answer.json()["state"] == "dead") or \
+        _culled(owner, sandbox_id)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["culled", "expired", "died"])
+async def test_another_tenant_gets_no_hint_that_a_removed_sandbox_existed(
+        gateway: GatewayProcess, how: str) -> None:
+    """README, security defaults: another tenant's sandbox answers like one that never
+    existed, on every route, also once it was culled, expired or died; only its owner
+    learns what became of it."""
+    with tenant(gateway, "alice") as alice:
+        created = alice.post("/api/v1/sandboxes", json={"timeout": 1} if how == "expired" else {})
+        assert created.status_code == 201, created.text
+        sandbox_id = created.json()["id"]
+        try:
+            if how == "died":
+                _kill(gateway, sandbox_id)
+            gone = {"culled": _culled, "expired": _expired, "died": _dead}[how]
+            wait_for(lambda: gone(alice, sandbox_id), 30, f"the owner to see it {how}")
+            for other in ("bob", "default"):
+                with tenant(gateway, other) as client:
+                    assert answers_about(client, sandbox_id) == answers_about(client, UNKNOWN)
+                    assert await _websocket_refusal(gateway, other, sandbox_id) == \
+                        await _websocket_refusal(gateway, other, UNKNOWN) == 404
+        finally:
+            alice.delete(f"/api/v1/sandboxes/{sandbox_id}")
+
+
+async def _websocket_refusal(gateway: GatewayProcess, name: str, sandbox_id: str) -> int:
+    token = TOKENS.get(name, gateway.token)
+    url = (f"{gateway.url.replace('http', 'ws')}/api/kernels/{kernel_id(sandbox_id)}"
+           f"/channels?token={token}")
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await tornado.websocket.websocket_connect(url)
+    return refused.value.code

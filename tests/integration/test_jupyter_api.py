@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
+import os
 import subprocess
 import sys
 import uuid
@@ -298,23 +298,48 @@ async def test_stdin_answers_input(gateway: GatewayProcess, kernel: dict[str, An
 @pytest.mark.anyio
 async def test_reconnect_replays_missed_output(gateway: GatewayProcess,
                                                kernel: dict[str, Any]) -> None:
+    """Every line comes exactly once, in order: live before the disconnect, replayed after.
+
+    Lines the kernel printed while the first socket was closing still reach that socket
+    (``leave`` reads them); the cell ends while nobody listens (the kernel is idle again), so
+    the rest can only come from the replay.
+    """
     url = ws_url(gateway, kernel["id"], session_id="replay-test")
     code = "import time\nfor i in range(1, 21):\n    print(i, flush=True)\n    time.sleep(0.2)"
     msg = request(code)
+    msg_id = msg["header"]["msg_id"]
     lines: list[str] = []
+    ws = await connect(url)
+    await send(ws, msg)
+    async for out in replies(ws, msg_id):
+        if out["msg_type"] == "stream":
+            lines += out["content"]["text"].split()
+            if len(lines) >= 3:
+                break
+    lines += await leave(ws, msg_id)
+    with gateway.http() as http:
+        wait_for(lambda: http.get(f"/api/kernels/{kernel['id']}").json()["execution_state"]
+                 == "idle", 30, "the cell to finish while nobody listens")
+    replayed: list[str] = []
     async with websocket(url) as ws:
-        await send(ws, msg)
-        async for out in replies(ws, msg["header"]["msg_id"]):
+        async for out in replies(ws, msg_id):
             if out["msg_type"] == "stream":
+                replayed += out["content"]["text"].split()
+    assert replayed, "nothing was replayed: the cell ended before the disconnect"
+    assert lines + replayed == [str(i) for i in range(1, 21)]
+
+
+async def leave(ws: Ws, msg_id: str) -> list[str]:
+    """Close ``ws`` and return the stdout lines for ``msg_id`` that arrived meanwhile."""
+    ws.close()
+    lines: list[str] = []
+    async with asyncio.timeout(10):
+        while (frame := await ws.read_message()) is not None:
+            assert isinstance(frame, str)
+            out = json.loads(frame)
+            if out["parent_header"].get("msg_id") == msg_id and out["msg_type"] == "stream":
                 lines += out["content"]["text"].split()
-                if len(lines) >= 3:
-                    break
-    await asyncio.sleep(1.0)  # the cell keeps printing while nobody listens
-    async with websocket(url) as ws:
-        async for out in replies(ws, msg["header"]["msg_id"]):
-            if out["msg_type"] == "stream":
-                lines += out["content"]["text"].split()
-    assert lines == [str(i) for i in range(1, 21)]
+    return lines
 
 
 @pytest.mark.anyio
@@ -362,37 +387,41 @@ def test_sessions(gateway: GatewayProcess) -> None:
         assert http.get(f"/api/kernels/{session['kernel']['id']}").status_code == 404
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def run_jupyter_server(gateway: GatewayProcess, workdir: Path, token: str,
                        *extra: str) -> Iterator[str]:
-    """``jupyter server --gateway-url=<sandcell>``: JupyterLab's server, kernels on Sandcell."""
-    port = free_port()
+    """``jupyter server --gateway-url=<sandcell>``: JupyterLab's server, kernels on Sandcell.
+
+    It picks its own port (``--port=0``) and says which in its server-info file: no port is
+    chosen here and bound there later, which another process could take in between. With no
+    retries, a port it cannot bind ends it (a clear failure), never a server on another port.
+    """
     log_path = workdir / "jupyter_server.log"
+    runtime = workdir / "jupyter-runtime"  # the server-info file, away from the user's own
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", f"--gateway-url={gateway.url}",
              f"--GatewayClient.auth_token={gateway.token}", f"--IdentityProvider.token={token}",
-             f"--port={port}", "--ip=127.0.0.1", "--no-browser", "--allow-root",
-             f"--ServerApp.root_dir={workdir}", *extra],
-            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+             "--port=0", "--ServerApp.port_retries=0", "--ip=127.0.0.1", "--no-browser",
+             "--allow-root", f"--ServerApp.root_dir={workdir}", *extra],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)})
+    info_file = runtime / f"jpserver-{process.pid}.json"
 
-    def up() -> bool:
+    def up() -> str | None:
         assert process.poll() is None, log_path.read_text()
+        try:  # the file may be missing, or half written
+            url = f"http://127.0.0.1:{json.loads(info_file.read_text())['port']}"
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
         try:
-            return httpx.get(f"{url}/api/status", params={"token": token}).status_code == 200
+            status = httpx.get(f"{url}/api/status", params={"token": token}).status_code
         except httpx.TransportError:
-            return False
+            return None
+        return url if status == 200 else None
 
     try:
-        wait_for(up, 60, "jupyter server to answer")
-        yield url
+        yield wait_for(up, 60, "jupyter server to answer")
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -163,7 +163,7 @@ async def test_a_wrong_token_cannot_open_a_websocket(gw: GatewayProcess) -> None
 def test_a_tenant_cannot_reach_anothers_sandbox(gw: GatewayProcess) -> None:
     with sdk(gw, "alice") as alice, alice.sessions.create() as mine, http(gw, "bob") as bob:
         assert mine.execute("x = 41; x + 1").text == "42"
-        foreign, unknown = (_bobs_answers(bob, sandbox_id) for sandbox_id in (mine.id, UNKNOWN))
+        foreign, unknown = (answers_about(bob, sandbox_id) for sandbox_id in (mine.id, UNKNOWN))
         assert foreign == unknown, "another tenant's id must answer like an unknown one"
         assert {status for status, _ in foreign} == {404}
         assert mine.id not in [s["id"] for s in bob.get("/api/v1/sandboxes").json()["sandboxes"]]
@@ -176,8 +176,9 @@ def test_a_tenant_cannot_reach_anothers_sandbox(gw: GatewayProcess) -> None:
         assert [s.id for s in alice.sessions.list()] == [mine.id]
 
 
-def _bobs_answers(bob: httpx.Client, sandbox_id: str) -> list[tuple[int, dict[str, Any]]]:
-    """Every route naming a sandbox, as bob calls it, with the id masked in the answers."""
+def answers_about(bob: httpx.Client, sandbox_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every HTTP route naming a sandbox, as ``bob`` (any tenant's client) calls it, with the
+    id masked in the answers."""
     answers = [
         bob.get(f"/api/v1/sandboxes/{sandbox_id}"),
         bob.post(f"/api/v1/sandboxes/{sandbox_id}/execute", json={"code": "x = 0"}),
@@ -249,13 +250,17 @@ def test_rates_answer_429_then_admit_after_retry_after(gw: GatewayProcess) -> No
         with carol.sessions.create():
             with pytest.raises(sandcell.RateLimitError) as info:  # one per 4 s, burst 1
                 carol.sessions.create()
-            refused_at, retry_after = time.monotonic(), info.value.retry_after
-            attempts: list[float] = []
-            created = wait_for(lambda: _create(raw, attempts), 10, "carol's next creation")
-        assert info.value.code == "rate_limited" and retry_after in (1.0, 2.0, 3.0, 4.0)
+            retry_after = info.value.retry_after
+            assert retry_after in (1.0, 2.0, 3.0, 4.0), retry_after
+            # The promise under test: a client that waits Retry-After is admitted. The gateway
+            # rounds its wait up and counted it from before this answer arrived, so the wait
+            # here is at least as long as needed; load only makes it longer. (Not a sleep
+            # waiting for something to happen: honouring the header is what a client does.)
+            time.sleep(retry_after)
+            created = raw.post("/api/v1/sandboxes", json={})
+            assert created.status_code == 201, created.text
+        assert info.value.code == "rate_limited"
         assert "create_rate" in str(info.value) and f"Retry in {retry_after:g} s" in str(info.value)
-        waited = attempts[-1] - refused_at  # until the admitted request was sent
-        assert len(attempts) > 1 and waited <= retry_after + 1.5, (attempts, waited)
         sandbox_id = created.json()["id"]
         try:
             _rate_limits_executions_and_plugin_calls(gw, raw, carol, bob, sandbox_id)
@@ -287,15 +292,6 @@ def _rate_limits_executions_and_plugin_calls(gw: GatewayProcess, raw: httpx.Clie
     admitted = wait_for(lambda: _admitted(_execute(raw, sandbox_id, "'again'")),
                         info.value.retry_after + 5, "carol's next execution")
     assert "again" in admitted.text
-
-
-def _create(raw: httpx.Client, attempts: list[float]) -> httpx.Response | None:
-    attempts.append(time.monotonic())
-    response = raw.post("/api/v1/sandboxes", json={})
-    if response.status_code == 429:
-        return None
-    assert response.status_code == 201, response.text
-    return response
 
 
 def _admitted(response: httpx.Response) -> httpx.Response | None:
