@@ -102,4 +102,4 @@ async def test_a_websocket_cells_record_holds_at_most_the_cap_in_bytes(
     # as the REST stream: the crossing message is cut between characters, not dropped
     assert CAP - utf8(char) < utf8(stdout) <= CAP, utf8(stdout)
     assert full(char).startswith(stdout)  # the record is the first part of the output
-    assert f"[Sandcell: output truncated after {CAP} bytes in this record]" in stderr
+    assert f"[Sandcell: output truncated after {CAP} bytes; the rest is not in this record]" in stderr
