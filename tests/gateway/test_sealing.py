@@ -48,6 +48,15 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> Non
     assert issubclass(StoreKeyError, ConfigError)  # the CLI prints it and exits 2
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to another user (CI runs as root)")
+def test_a_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3.key"
+    EnvSealer.from_key_file(path)
+    os.chown(path, 4321, 4321)
+    with pytest.raises(StoreKeyError, match=rf"belongs to uid 4321.*chown it"):
+        EnvSealer.from_key_file(path)
+
+
 def test_a_symlinked_or_short_key_file_is_refused(tmp_path: Path) -> None:
     real = tmp_path / "real.key"
     EnvSealer.from_key_file(real)

@@ -30,6 +30,7 @@ def write_root():
 caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]
 print(os.getuid(), attempt(connect), attempt(write_root), caps,
       os.path.exists('/var/run/docker.sock'), sorted(os.listdir('/sys/class/net')),
+      open('/proc/1/comm').read().strip(),
       attempt(lambda: open(os.path.expanduser('~/ok'), 'w').write('x')))
 """
 
@@ -38,13 +39,14 @@ def test_inside_the_sandbox(client: sandcell.Client) -> None:
     with client.sessions.create() as session:
         ex = session.execute(PROBE, timeout=30)
     assert ex.error is None, ex.error
-    uid, net, root, caps, docker_sock, nics, home = ex.stdout.split(" ", 6)
+    uid, net, root, caps, docker_sock, nics, pid1, home = ex.stdout.split(" ", 7)
     assert uid == "1000"  # README: "a non-root user (uid 1000)"
     assert net in ("OSError", "gaierror") or net.endswith("Error") and net != "ok"
     assert root in ("OSError", "PermissionError")
     assert int(caps, 16) == 0
     assert docker_sock == "False"
     assert nics == "['lo']"
+    assert pid1 == "tini"  # README: "tini as PID 1" (it reaps the kernel's orphans)
     assert home.strip() == "ok"
 
 
@@ -68,9 +70,14 @@ def test_container_settings(client: sandcell.Client, gateway: Gateway) -> None:
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0
     assert not host.get("PortBindings") and not host.get("Privileged")
-    assert all(not b.startswith("/var/run/docker.sock") for b in host.get("Binds") or [])
+    # the one bind: the per-sandbox ipc directory at /conn (README: no TCP needed at all)
+    [bind] = host.get("Binds") or []
+    assert bind.endswith(f"/{session.id}:/conn:rw"), bind
     assert labels["org.sandcell.template"] == "python"
-    assert labels["org.sandcell.sandbox"].startswith("sbx_")  # the owner lives in the store
+    assert labels["org.sandcell.sandbox"] == session.id
+    assert labels["org.sandcell.gateway"] == gateway.gateway_id
+    # the owner lives in the store: warm containers start before anyone claims them
+    assert not [key for key in labels if "tenant" in key], labels
 
 
 # Write to pid 1's stdout (tini's: the container's log stream; the kernel's own fds are
