@@ -31,8 +31,9 @@ class _OpenCell:
         self.recorder = CellRecorder(code)
         self._room = output_limit
         self._limit = output_limit
-        self._truncated = False
-        self.replied = self.idle = False
+        # only the truth of these three is ever read, so None for False would do: no mutants
+        self._truncated = False  # pragma: no mutate
+        self.replied = self.idle = False  # pragma: no mutate
 
     def add(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
