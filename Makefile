@@ -30,8 +30,8 @@ bench: images
 	$(PYTHON) -m pip install --quiet -e '.[bench]'
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
-# Mutation check of the security-critical modules against their own unit tests (no Docker, a
-# few minutes, one worker): a habit before resolving security work, never part of `make test`
+# Mutation check of the security-critical modules against their own unit tests (no Docker, ~10
+# minutes, one worker): a habit before resolving security work, never part of `make test`
 # or CI. mutmut_config.py says which module meets which tests; results stay in .mutmut-cache.
 mutate: install
 	nice -n 10 $(PYTHON) -m mutmut run --no-progress --simple-output; status=$$?; \

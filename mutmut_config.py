@@ -60,11 +60,31 @@ def _spans(filename: str) -> list[tuple[str, int, int]]:
     return spans
 
 
+# A line whose comment says "truth only:" holds a flag read only for its truth, so the mutant
+# that puts None for its False is equivalent; its other mutants (True) still run.
+TRUTH_ONLY = "truth only:"
+
+
+def _none_for_false(context: Any) -> bool:
+    import mutmut
+
+    line = context.current_source_line
+    if TRUTH_ONLY not in line:
+        return False
+    mutant = mutmut.Context(source=context.source, mutation_id=context.mutation_id,
+                            filename=context.filename)
+    changed = mutmut.mutate(mutant)[0].split("\n")[context.current_line_index]
+    return changed.replace("None", "False") == line
+
+
 def pre_mutation(context: Any) -> None:
     tests, names = SCOPE[os.path.normpath(context.filename)]
     line = context.current_line_index + 1  # mutmut counts lines from 0
     if names is not None and not any(name in names and first <= line <= last
                                      for name, first, last in _spans(context.filename)):
+        context.skip = True
+        return
+    if _none_for_false(context):
         context.skip = True
         return
     context.config.test_command = RUNNER + " ".join(tests)

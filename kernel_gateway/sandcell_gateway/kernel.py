@@ -292,7 +292,7 @@ class Inbox(asyncio.Queue["dict[str, Any] | None"]):  # pragma: no mutate
         super().__init__()
         self._limit = limit
         self._used = 0
-        self.truncated = False  # pragma: no mutate (only its truth is read: None would do)
+        self.truncated = False  # truth only: the one reader asks `not self.truncated`
 
     def put_nowait(self, msg: dict[str, Any] | None) -> None:
         if msg is not None and self._limit is not None and msg["msg_type"] in BULKY_TYPES:

@@ -5,6 +5,7 @@ agent's API."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from pathlib import Path
@@ -142,10 +143,32 @@ def test_make_parents_creates_each_missing_directory_once(roots: Roots) -> None:
     roots.make_parents(resolved)
     roots.make_parents(resolved)  # existing ones are fine
     assert (workspace / "x" / "y").is_dir() and not (workspace / "x" / "y" / "z.txt").exists()
-    umask = os.umask(0)
-    os.umask(umask)
+    # the process's umask, read without setting it (os.umask would change it for a moment)
+    status = Path("/proc/self/status").read_text()
+    umask = int(status.split("Umask:")[1].split()[0], 8)
     assert (workspace / "x").stat().st_mode & 0o777 == 0o755 & ~umask
     (workspace / "x" / "y").rmdir()
     (workspace / "x" / "y").symlink_to("/")
     with pytest.raises(InvalidPath):  # a swapped-in symlink is caught at each component
         roots.make_parents(roots.check("x/y/w/z.txt"))
+
+
+def test_a_checked_path_cannot_be_changed_after_the_check(roots: Roots) -> None:
+    """A Resolved is the proof that the rules passed: its parts stay what check() allowed."""
+    resolved = roots.check("a/b")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.parts = ("..", "etc")  # type: ignore[misc]
+
+
+def test_only_directories_are_opened_as_directories(roots: Roots, tmp_path: Path) -> None:
+    """A file (or a FIFO, which a plain open would hang on) where a directory is expected is
+    refused at once, whether it is the root or a component below it."""
+    (Path(roots.workspace) / "f.txt").write_text("f")
+    with pytest.raises(NotADirectoryError):
+        with roots.parent(roots.check("f.txt/x")):
+            pass
+    (tmp_path / "file-root").write_text("")
+    not_a_dir = Roots(str(tmp_path / "file-root"), roots.tmp)
+    with pytest.raises(NotADirectoryError):
+        with not_a_dir.open_dir(not_a_dir.check(".")):
+            pass

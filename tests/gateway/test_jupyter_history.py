@@ -157,3 +157,13 @@ def test_a_kernel_keeps_at_most_1000_open_cells_as_docs_jupyter_md_says() -> Non
     assert len(history) == 1000
     history.abandon()
     assert saved[0].code == "cell 1"  # the oldest went
+
+
+def test_a_kernel_message_without_a_parent_is_no_cells() -> None:
+    """Kernels publish some status and output with an empty parent header; it belongs to no
+    cell, even one whose client sent an empty msg_id."""
+    history, saved = recorder()
+    history.started(*request("", "odd id"))
+    for msg in cell_messages("a"):
+        history.on_message({**msg, "parent_header": {}})
+    assert saved == [] and len(history) == 1
