@@ -31,8 +31,8 @@ class _OpenCell:
         self.recorder = CellRecorder(code)
         self._room = output_limit
         self._limit = output_limit
-        self._truncated = False
-        self.replied = self.idle = False
+        self._truncated = False  # truth only: never compared, only tested
+        self.replied = self.idle = False  # truth only: on_message asks `replied and idle`
 
     def add(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
@@ -82,7 +82,7 @@ class JupyterHistory:
 
     def on_message(self, msg: dict[str, Any]) -> None:
         """Feed one kernel message; a cell whose reply and idle both came is saved."""
-        msg_id = msg["parent_header"].get("msg_id", "")
+        msg_id = msg["parent_header"].get("msg_id")  # None (no parent) is no cell's id
         cell = self._open.get(msg_id)
         if cell is None:
             return

@@ -279,7 +279,8 @@ class KernelConnection:
             sock.close(linger=0)
 
 
-class Inbox(asyncio.Queue["dict[str, Any] | None"]):
+# The subscript is a string never evaluated at run time (only mypy reads it).
+class Inbox(asyncio.Queue["dict[str, Any] | None"]):  # pragma: no mutate
     """The messages answering one request.
 
     Output past ``limit`` bytes (UTF-8, :func:`output_size`) is dropped, announced once by a
@@ -291,7 +292,7 @@ class Inbox(asyncio.Queue["dict[str, Any] | None"]):
         super().__init__()
         self._limit = limit
         self._used = 0
-        self.truncated = False
+        self.truncated = False  # truth only: the one reader asks `not self.truncated`
 
     def put_nowait(self, msg: dict[str, Any] | None) -> None:
         if msg is not None and self._limit is not None and msg["msg_type"] in BULKY_TYPES:
