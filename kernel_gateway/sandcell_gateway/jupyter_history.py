@@ -63,7 +63,7 @@ class JupyterHistory:
 
     def on_message(self, msg: dict[str, Any]) -> None:
         """Feed one kernel message; a cell whose reply and idle both came is saved."""
-        msg_id = msg["parent_header"].get("msg_id", "")
+        msg_id = msg["parent_header"].get("msg_id")  # None (no parent) is no cell's id
         cell = self._open.get(msg_id)
         if cell is None:
             return

@@ -281,7 +281,8 @@ class KernelConnection:
             sock.close(linger=0)
 
 
-class Inbox(asyncio.Queue["dict[str, Any] | None"]):
+# The subscript is a string never evaluated at run time (only mypy reads it).
+class Inbox(asyncio.Queue["dict[str, Any] | None"]):  # pragma: no mutate
     """The messages answering one request.
 
     Output past ``limit`` bytes is dropped (cells.OutputBudget), so a cell that floods output

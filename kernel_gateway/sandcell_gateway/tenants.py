@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 from .config import DEFAULT_TENANT, ConfigError, TenantConfig
 from .errors import TooManyRequests
 
-Clock = Callable[[], float]
+# Only ever an annotation (postponed by the __future__ import), so no test can see its value.
+Clock = Callable[[], float]  # pragma: no mutate
 # A cap frees when one of the tenant's sandboxes is deleted or expires; no clock predicts that,
 # so Retry-After is a polling hint.
 CAP_RETRY_AFTER = 5

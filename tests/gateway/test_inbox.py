@@ -106,3 +106,46 @@ def test_rich_output_counts_utf8_bytes_and_a_lone_surrogate_does_not_break_the_c
     lone = Inbox(limit=4)
     lone.put_nowait(_stream("\ud800\ud800"))
     assert [m["content"]["text"][:1] for m in _drain(lone)] == ["", "\n"]
+
+
+def test_output_of_exactly_the_limit_is_kept_whole_and_the_next_byte_is_the_marker() -> None:
+    inbox = Inbox(limit=20)
+    for text in ("x" * 10, "x" * 10, "y"):
+        inbox.put_nowait(_stream(text))
+    messages = _drain(inbox)
+    # nothing is cut from the 20 bytes that fit; no empty stream message precedes the marker
+    assert [m["content"]["text"] for m in messages[:2]] == ["x" * 10] * 2 and len(messages) == 3
+    assert messages[2]["content"]["text"] == (
+        "\n[Sandcell: output truncated after 20 bytes; the rest of this cell's output is "
+        "dropped]\n")  # docs/api.md quotes its start
+
+
+def test_a_single_byte_of_room_keeps_a_single_byte() -> None:
+    inbox = Inbox(limit=21)
+    for text in ("x" * 10, "x" * 10, "y" * 10):
+        inbox.put_nowait(_stream(text))
+    assert [m["content"]["text"] for m in _drain(inbox)][:3] == ["x" * 10, "x" * 10, "y"]
+
+
+def test_the_marker_after_rich_output_is_a_stderr_stream_of_the_same_request() -> None:
+    inbox = Inbox(limit=5)
+    inbox.put_nowait({"msg_type": "execute_result", "parent_header": {"msg_id": "m"},
+                      "content": {"data": {"text/plain": "123456"}, "execution_count": 1}})
+    (marker,) = _drain(inbox)
+    assert marker["msg_type"] == "stream" and marker["parent_header"] == {"msg_id": "m"}
+    assert marker["content"] == {"name": "stderr", "text": marker["content"]["text"]}
+    assert "truncated after 5 bytes" in marker["content"]["text"]
+
+
+def test_a_json_bundle_counts_its_utf8_bytes_not_its_escaped_form() -> None:
+    # '["éééé"]' is 12 bytes as UTF-8; escaped (\u00e9) it would be 28
+    inbox = Inbox(limit=12)
+    bundle = {"msg_type": "display_data", "parent_header": {},
+              "content": {"data": {"application/json": ["é" * 4]}}}
+    inbox.put_nowait(bundle)
+    assert _drain(inbox) == [bundle] and not inbox.truncated
+    # a lone surrogate inside JSON data is counted (3 bytes), not a crash of the reader
+    lone = Inbox(limit=8)
+    lone.put_nowait({**bundle, "content": {"data": {"application/json": ["\ud800"]}}})
+    assert _drain(lone)[0]["content"]["data"] == {"application/json": ["\ud800"]}
+    assert not lone.truncated

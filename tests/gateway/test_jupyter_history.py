@@ -125,3 +125,46 @@ def test_a_client_queuing_without_end_keeps_only_the_newest(monkeypatch: Any) ->
     assert len(history) == 3
     history.abandon()
     assert [c.code for c in saved] == ["cell 2", "cell 3", "cell 4"]
+
+
+def test_output_of_exactly_the_limit_is_kept_without_a_marker() -> None:
+    history, saved = recorder()
+    history.started(*request("a", "fill"))
+    for _ in range(2):
+        history.on_message(reply_to("a", "stream", name="stdout", text="x" * 50))
+    for msg in cell_messages("a")[3:]:  # reply, idle
+        history.on_message(msg)
+    [cell] = saved
+    assert cell.outputs == [{"output_type": "stream", "name": "stdout", "text": "x" * 100}]
+
+
+def test_the_marker_is_written_once_however_much_more_comes() -> None:
+    history, saved = recorder()
+    history.started(*request("a", "flood"))
+    for _ in range(10):
+        history.on_message(reply_to("a", "stream", name="stdout", text="x" * 60))
+    for msg in cell_messages("a")[3:]:  # reply, idle
+        history.on_message(msg)
+    [cell] = saved
+    assert cell.outputs[1] == {"output_type": "stream", "name": "stderr", "text":
+                               "\n[Sandcell: output truncated after 100 bytes; the rest is not in this record]\n"}
+    assert len(cell.outputs) == 2
+
+
+def test_a_kernel_keeps_at_most_1000_open_cells_as_docs_jupyter_md_says() -> None:
+    history, saved = recorder()
+    for i in range(1001):
+        history.started(*request(str(i), f"cell {i}"))
+    assert len(history) == 1000
+    history.abandon()
+    assert saved[0].code == "cell 1"  # the oldest went
+
+
+def test_a_kernel_message_without_a_parent_is_no_cells() -> None:
+    """Kernels publish some status and output with an empty parent header; it belongs to no
+    cell, even one whose client sent an empty msg_id."""
+    history, saved = recorder()
+    history.started(*request("", "odd id"))
+    for msg in cell_messages("a"):
+        history.on_message({**msg, "parent_header": {}})
+    assert saved == [] and len(history) == 1

@@ -118,8 +118,10 @@ def test_every_tenants_hash_is_compared_in_constant_time_with_no_early_return(
 
 def test_the_default_token_may_not_be_another_tenants() -> None:
     configs = {"alice": TenantConfig("alice", token_sha256=hash_token("same"))}
-    with pytest.raises(ConfigError, match="SANDCELL_TOKEN is also"):
+    with pytest.raises(ConfigError) as info:
         Tenants(configs, default_token="same")
+    assert str(info.value) == ("SANDCELL_TOKEN is also [tenants.alice]'s token; "
+                               "give the default tenant its own token")
 
 
 class Clock:
@@ -158,6 +160,22 @@ def test_rate_refusal_is_429_with_whole_seconds_retry_after() -> None:
     tenant.admit_execute()
 
 
+@pytest.mark.parametrize(("admit", "words"), [
+    ("admit_create", "may create 0.5 sandboxes per second (create_rate; create_burst 1)"),
+    ("admit_execute", "may run 0.5 executions or plugin invocations per second "
+                      "(execute_rate; execute_burst 1)")])
+def test_rate_refusal_says_the_limit_its_value_and_the_wait_as_docs_api_md_shows(
+        admit: str, words: str) -> None:
+    tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, create_rate=0.5,
+                                             create_burst=1, execute_rate=0.5, execute_burst=1),
+                                Clock())
+    getattr(tenant, admit)()
+    with pytest.raises(TooManyRequests) as info:
+        getattr(tenant, admit)()
+    assert info.value.message == (f"tenant 'alice' {words}; retry after 2.00 s, "
+                                  "or ask the gateway's operator to raise the limit")
+
+
 def test_caps_name_the_limit_that_refused() -> None:
     tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, max_sandboxes=2))
     check_caps(tenant, owned=1, total=9, gateway_max=10)
@@ -168,6 +186,20 @@ def test_caps_name_the_limit_that_refused() -> None:
         check_caps(tenant, owned=0, total=10, gateway_max=10)
     assert info.value.code == "gateway_sandbox_limit" and "max_sandboxes is 10" in info.value.message
     assert info.value.retry_after >= 1
+
+
+def test_cap_refusals_are_worded_and_timed_as_docs_api_md_says() -> None:
+    """docs/api.md: both caps answer ``Retry-After: 5``, a polling hint."""
+    tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, max_sandboxes=2))
+    with pytest.raises(TooManyRequests) as mine:
+        check_caps(tenant, owned=2, total=2, gateway_max=10)
+    with pytest.raises(TooManyRequests) as gateway:
+        check_caps(tenant, owned=0, total=10, gateway_max=10)
+    assert (mine.value.retry_after, gateway.value.retry_after) == (5, 5)
+    assert mine.value.message == \
+        "tenant 'alice' has 2 sandbox(es), its max_sandboxes is 2; delete one first"
+    assert gateway.value.message == \
+        "the gateway holds 10 sandbox(es), its max_sandboxes is 10; retry later"
 
 
 def test_cli_hash_token_reads_stdin(monkeypatch: pytest.MonkeyPatch,
