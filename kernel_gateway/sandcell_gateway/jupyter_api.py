@@ -2,7 +2,7 @@
 
 A kernel IS a sandbox: ``POST /api/kernels`` claims a warm one from the pool of the
 kernelspec's template, ``DELETE`` destroys it, and its id names the same object on
-``/api/v1/sandboxes`` (see :func:`~sandcell_gateway.jupyter_bridge.kernel_id_of` for the
+``/api/v1/sandboxes`` (see :func:`~sandcell_gateway.wire.kernel_id_of` for the
 spelling). Bodies and responses follow Jupyter Server's; unknown body fields are ignored, as
 Jupyter Server ignores them.
 """

@@ -27,32 +27,11 @@ from jupyter_client.jsonutil import json_default
 
 from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
-from .wire import SANDBOX_ID_PREFIX
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 MAX_OWNERS = 10_000  # msg_ids of in-flight WebSocket requests remembered per kernel
-
-
-def kernel_id_of(sandbox_id: str) -> str:
-    """The sandbox's id in the hyphenated shape Jupyter Server's routes accept.
-
-    Jupyter Server (and so ``jupyter server --gateway-url``) routes ``/api/kernels/{id}`` only
-    for ids of five ``-``-separated words; ``sbx_0123456789abcdef`` is served as
-    ``sbx-0123-4567-89ab-cdef``. Both spellings name the same sandbox on every Jupyter route.
-    """
-    if not sandbox_id.startswith(SANDBOX_ID_PREFIX):
-        return sandbox_id
-    hexpart = sandbox_id[len(SANDBOX_ID_PREFIX):]
-    return "sbx-" + "-".join(hexpart[i:i + 4] for i in range(0, len(hexpart), 4))
-
-
-def sandbox_id_of(kernel_id: str) -> str:
-    """Inverse of :func:`kernel_id_of`; a plain sandbox id passes through."""
-    if kernel_id.startswith("sbx-"):
-        return SANDBOX_ID_PREFIX + kernel_id[4:].replace("-", "")
-    return kernel_id
 
 
 class Client(Protocol):

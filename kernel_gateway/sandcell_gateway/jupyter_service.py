@@ -3,7 +3,7 @@ the bridges of connected WebSockets. No HTTP in here; the handlers in jupyter_ap
 jupyter_channels.py parse, call this, and write.
 
 A kernel IS a sandbox: starting one claims a warm sandbox of the kernelspec's template, and
-its id names the same object on ``/api/v1/sandboxes`` (spelled as jupyter_bridge.kernel_id_of
+its id names the same object on ``/api/v1/sandboxes`` (spelled as wire.kernel_id_of
 says). A session names a notebook (its path) and its kernel; sessions are kept in the store,
 so they survive a gateway crash with their re-adopted sandboxes.
 
@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from .errors import NotFound, TooManyRequests
-from .jupyter_bridge import Client, KernelBridge, kernel_id_of, sandbox_id_of
+from .jupyter_bridge import Client, KernelBridge
 from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
 from .sandbox import Sandbox
@@ -29,7 +29,7 @@ from .service import SandboxService
 from .store import remember
 from .tenants import Tenant
 from .validation import ENV_NAME, ENV_VALUE
-from .wire import iso_time
+from .wire import iso_time, kernel_id_of, sandbox_id_of
 
 DEFAULT_KERNEL = "python"
 SESSION_FIELDS = ("path", "name", "type")

@@ -1,4 +1,5 @@
-"""Facts of the gateway's wire formats, each stated once: sandbox ids and timestamps.
+"""Facts of the gateway's wire formats, each stated once: ids (and the spelling Jupyter routes
+need) and timestamps.
 
 >>> is_sandbox_id(new_sandbox_id()), is_sandbox_id("sbx_../../etc")
 (True, False)
@@ -28,6 +29,26 @@ def new_worker_id() -> str:
 
 def is_sandbox_id(text: str) -> bool:
     return _SANDBOX_ID.fullmatch(text) is not None  # match() would let a trailing "\n" through
+
+
+def kernel_id_of(sandbox_id: str) -> str:
+    """The sandbox's id in the hyphenated shape Jupyter Server's routes accept.
+
+    Jupyter Server (and so ``jupyter server --gateway-url``) routes ``/api/kernels/{id}`` only
+    for ids of five ``-``-separated words; ``sbx_0123456789abcdef`` is served as
+    ``sbx-0123-4567-89ab-cdef``. Both spellings name the same sandbox on every Jupyter route.
+    """
+    if not sandbox_id.startswith(SANDBOX_ID_PREFIX):
+        return sandbox_id
+    hexpart = sandbox_id[len(SANDBOX_ID_PREFIX):]
+    return "sbx-" + "-".join(hexpart[i:i + 4] for i in range(0, len(hexpart), 4))
+
+
+def sandbox_id_of(kernel_id: str) -> str:
+    """Inverse of :func:`kernel_id_of`; a plain sandbox id passes through."""
+    if kernel_id.startswith("sbx-"):
+        return SANDBOX_ID_PREFIX + kernel_id[4:].replace("-", "")
+    return kernel_id
 
 
 def iso_time(ts: float) -> str:

@@ -17,12 +17,7 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
-from sandcell_gateway.jupyter_bridge import (
-    KernelBridge,
-    ReplayBuffer,
-    kernel_id_of,
-    sandbox_id_of,
-)
+from sandcell_gateway.jupyter_bridge import KernelBridge, ReplayBuffer
 from sandcell_gateway.jupyter_channels import (
     V1_PROTOCOL,
     client_to_kernel,
@@ -33,6 +28,7 @@ from sandcell_gateway.jupyter_channels import (
     refusal,
     status_message,
 )
+from sandcell_gateway.wire import kernel_id_of, sandbox_id_of
 
 
 def message(msg_type: str = "execute_request", msg_id: str = "m1", parent: str = "",

@@ -53,7 +53,7 @@ def test_a_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3.key"
     EnvSealer.from_key_file(path)
     os.chown(path, 4321, 4321)
-    with pytest.raises(StoreKeyError, match=rf"belongs to uid 4321.*chown it"):
+    with pytest.raises(StoreKeyError, match=r"belongs to uid 4321.*chown it"):
         EnvSealer.from_key_file(path)
 
 

@@ -21,7 +21,7 @@ import pytest
 import tornado.web
 
 from sandcell_gateway import handlers, jupyter_api
-from sandcell_gateway.jupyter_bridge import kernel_id_of
+from sandcell_gateway.wire import kernel_id_of
 from sandcell_gateway.jupyter_channels import KernelChannelsHandler
 from sandcell_gateway.plugins import handlers as plugin_handlers
 

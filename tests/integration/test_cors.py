@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from sandcell_gateway import handlers, jupyter_api
 from sandcell_gateway.imagebuild import ensure_images
-from sandcell_gateway.jupyter_bridge import kernel_id_of
+from sandcell_gateway.wire import kernel_id_of
 from sandcell_gateway.plugins import handlers as plugin_handlers
 from sandcell_gateway.testing import GatewayProcess, wait_for
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import sandcell
-from sandcell_gateway.jupyter_bridge import kernel_id_of
+from sandcell_gateway.wire import kernel_id_of
 from sandcell_gateway.testing import GatewayProcess, wait_for
 
 from .test_jupyter_api import run, websocket, ws_url

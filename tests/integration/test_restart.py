@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from sandcell_gateway.imagebuild import ensure_images
-from sandcell_gateway.jupyter_bridge import kernel_id_of
+from sandcell_gateway.wire import kernel_id_of
 from sandcell_gateway.testing import GatewayProcess, SocketProxy, wait_for
 
 from .test_jupyter_api import run as ws_run

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandcell_gateway.jupyter_bridge import kernel_id_of, sandbox_id_of
+from sandcell_gateway.wire import kernel_id_of, sandbox_id_of
 from sandcell_gateway.sealing import key_path_for
 from sandcell_gateway.testing import GatewayProcess
 

@@ -112,7 +112,7 @@ def sdk(gw: GatewayProcess, tenant: str) -> sandcell.Client:
 
 
 def kernel_id(sandbox_id: str) -> str:
-    """The hyphenated spelling Jupyter routes use (see jupyter_bridge.kernel_id_of)."""
+    """The hyphenated spelling Jupyter routes use (see wire.kernel_id_of)."""
     hexpart = sandbox_id[4:]
     return "sbx-" + "-".join(hexpart[i:i + 4] for i in range(0, 16, 4))
 

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from sandcell_gateway.config import GatewayConfig, PluginsConfig, TemplateConfig, TenantConfig
+from sandcell_gateway.config import GatewayConfig, PluginsConfig, TenantConfig
 from sandcell_gateway.errors import ServiceUnavailable
 from sandcell_gateway.fake_runtime import FakeContainer, FakeRuntime
 from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
@@ -24,7 +24,6 @@ from sandcell_gateway.plugins.service import PluginFailed, PluginService
 from sandcell_gateway.plugins.workers import SOCKET_NAME
 from sandcell_gateway.tenants import Tenant
 from sandcell_plugin import Context, plugin
-from sandcell_plugin._proto import plugin_pb2_grpc as pb_grpc
 from sandcell_plugin.host import start_server
 
 pytestmark = pytest.mark.anyio
