@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-Message = dict[str, Any]
+# only ever an annotation (postponed): replacing it changes nothing at run time
+Message = dict[str, Any]  # pragma: no mutate
 # the messages that carry a cell's output, and count against its budget
 BULKY_TYPES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
@@ -59,9 +60,10 @@ class OutputBudget:
     errors) always pass. ``limit`` None: no limit.
 
     >>> budget = OutputBudget(4, "dropped")
-    >>> [m["content"]["text"] for m in budget.admit(stream("abcdef"))]
-    ['abcd', '\\n[Sandcell: output truncated after 4 bytes; dropped]\\n']
-    >>> budget.admit(stream("more")), budget.truncated
+    >>> out = {"msg_type": "stream", "content": {"name": "stdout", "text": "abcdef"}}
+    >>> [(m["content"]["name"], m["content"]["text"]) for m in budget.admit(out)]
+    [('stdout', 'abcd'), ('stderr', '\\n[Sandcell: output truncated after 4 bytes; dropped]\\n')]
+    >>> budget.admit(out), budget.truncated
     ([], True)
     """
 
@@ -69,7 +71,7 @@ class OutputBudget:
         self.limit = limit
         self._rest = rest
         self.used = 0
-        self.truncated = False
+        self.truncated = False  # truth only: read as a flag, never compared
 
     def admit(self, msg: Message) -> list[Message]:
         """The messages to pass on in ``msg``'s place: itself, or its part that fits and the
@@ -90,11 +92,6 @@ class OutputBudget:
         marker = f"\n[Sandcell: output truncated after {self.limit} bytes; {self._rest}]\n"
         kept.append({**msg, "msg_type": "stream", "content": {"name": "stderr", "text": marker}})
         return kept
-
-
-def stream(text: str, name: str = "stdout") -> Message:
-    """A stream message (for examples and tests)."""
-    return {"msg_type": "stream", "content": {"name": name, "text": text}}
 
 
 def output_size(content: dict[str, Any]) -> int:

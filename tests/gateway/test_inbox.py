@@ -5,7 +5,7 @@ from __future__ import annotations
 import doctest
 
 from sandcell_gateway import cells
-from sandcell_gateway.cells import CellEnd
+from sandcell_gateway.cells import CellEnd, OutputBudget
 from sandcell_gateway.kernel import Inbox
 
 
@@ -20,9 +20,22 @@ def test_a_cell_ends_after_its_reply_and_its_idle_in_either_order() -> None:
     idle = {"msg_type": "status", "content": {"execution_state": "idle"}}
     for order in ([busy, reply, idle], [busy, idle, reply]):
         end = CellEnd()
-        seen = [end.see(msg) for msg in order]
-        assert seen == [False, False, True] and end.ending
-    assert not CellEnd().ending
+        seen = [(end.see(msg), end.ending) for msg in order]
+        # one of the two last messages came: the other follows at once
+        assert seen == [(False, False), (False, True), (True, True)]
+
+
+def test_every_kind_of_output_counts_against_the_budget() -> None:
+    for kind, content in [("stream", {"name": "stdout", "text": "x" * 8}),
+                          ("display_data", {"data": {"text/plain": "x" * 8}}),
+                          ("update_display_data", {"data": {"text/plain": "x" * 8}}),
+                          ("execute_result", {"data": {"text/plain": "x" * 8}})]:
+        budget = OutputBudget(10, "dropped")
+        msg = {"msg_type": kind, "content": content}
+        assert budget.admit(msg) == [msg] and not budget.truncated, kind
+        assert budget.admit(msg) != [msg] and budget.truncated, kind  # 16 bytes > 10
+    status = {"msg_type": "status", "content": {"execution_state": "idle"}}
+    assert budget.admit(status) == [status]  # never counted, never dropped
 
 
 def _stream(text: str) -> dict:
