@@ -303,6 +303,7 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 return
             if self.bridge.history is not None:
                 self.bridge.history.started(msg.header, msg.content)
+            self.bridge.note_execution(self, msg.header)
         try:
             await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
         except (KernelGone, ConnectionError):
