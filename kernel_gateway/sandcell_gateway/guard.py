@@ -76,14 +76,17 @@ class MessageLimits:
 class FrameCounter:
     """Follows the ZMTP 3 frames of one kernel-to-gateway byte stream, holding none of them.
 
-    ``feed`` takes the next bytes and returns the total size of each message they completed;
-    it raises :class:`Violation` for a message over ``limit`` (as soon as a frame header
-    announces it: its body is never let through) or for a stream that is not ZMTP 3.
+    ``feed`` takes the next bytes and returns, for each message they completed, where it ends
+    in them and its total size; it raises :class:`Violation` for a message over ``limit`` (as
+    soon as a frame header announces it: its body is never let through) or for a stream that
+    is not ZMTP 3.
 
     >>> counter = FrameCounter(limit=10)
-    >>> counter.feed(GREETING_EXAMPLE + bytes([MORE, 3]) + b"abc" + bytes([0, 2]) + b"de")
-    [5]
-    >>> counter.feed(bytes([0, 11]))
+    >>> counter.feed(GREETING_EXAMPLE + bytes([MORE, 3]) + b"abc" + bytes([0, 2]) + b"de\\0")
+    [(73, 5)]
+    >>> counter.current
+    0
+    >>> counter.feed(bytes([11]))
     Traceback (most recent call last):
     ...
     sandcell_gateway.guard.Violation: output message over the limit: a message of at least 11 bytes (max_kernel_message_bytes is 10)
@@ -91,14 +94,14 @@ class FrameCounter:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.current = 0  # bytes of the message in progress
+        self.current = 0  # bytes of the message in progress, as its frame headers announced
         self._greeting = bytearray()
         self._header = bytearray()
         self._body_left = 0
         self._ends_message = False
 
-    def feed(self, data: bytes) -> list[int]:
-        done: list[int] = []
+    def feed(self, data: bytes) -> list[tuple[int, int]]:
+        done: list[tuple[int, int]] = []
         i = self._take_greeting(data)
         n = len(data)
         while i < n:
@@ -107,7 +110,7 @@ class FrameCounter:
                 self._body_left -= take
                 i += take
                 if not self._body_left:
-                    self._frame_done(done)
+                    self._frame_done(done, i)
                 continue
             i = self._take_header(data, i, done)
         return done
@@ -123,7 +126,7 @@ class FrameCounter:
             raise Violation("the kernel's socket does not speak ZMTP 3")
         return take
 
-    def _take_header(self, data: bytes, i: int, done: list[int]) -> int:
+    def _take_header(self, data: bytes, i: int, done: list[tuple[int, int]]) -> int:
         self._header.append(data[i])
         need = 9 if self._header[0] & LONG else 2
         take = min(need - len(self._header), len(data) - i - 1)
@@ -134,7 +137,7 @@ class FrameCounter:
         self._header.clear()
         self._start_frame(flags, size)
         if not size:
-            self._frame_done(done)
+            self._frame_done(done, i + 1 + take)
         return i + 1 + take
 
     def _start_frame(self, flags: int, size: int) -> None:
@@ -152,9 +155,9 @@ class FrameCounter:
             self._ends_message = not flags & MORE
         self._body_left = size
 
-    def _frame_done(self, done: list[int]) -> None:
+    def _frame_done(self, done: list[tuple[int, int]], end: int) -> None:
         if self._ends_message:
-            done.append(self.current)
+            done.append((end, self.current))
             self.current = 0
             self._ends_message = False
 
@@ -227,6 +230,11 @@ class SandboxGuard:
         self._relays.append(relay)
         return path
 
+    @property
+    def unconsumed(self) -> int:
+        """Bytes of complete messages passed on that the gateway has not read yet."""
+        return self._unconsumed
+
     async def admit(self) -> None:
         """Wait while the sandbox is over its rates or its window of unconsumed bytes."""
         await self._drained.wait()
@@ -234,12 +242,14 @@ class SandboxGuard:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def forwarded(self, size: int, messages: list[int]) -> None:
+    def forwarded(self, size: int, message: int | None) -> None:
+        """``size`` bytes go on to the gateway; ``message``: the size of the one they complete."""
         self._bytes.spend(size)
-        self._messages.spend(len(messages))
-        self._unconsumed += sum(messages)
-        if self._unconsumed > WINDOW:
-            self._drained.clear()
+        if message is not None:
+            self._messages.spend(1)
+            self._unconsumed += message
+            if self._unconsumed > WINDOW:
+                self._drained.clear()
 
     async def take_big_slot(self) -> None:
         await self._big_lock.acquire()
@@ -331,13 +341,16 @@ class _Relay:
         down = asyncio.ensure_future(self._guarded(kernel_reader, zmq_writer))
         self._tasks |= {up, down}
         try:
-            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (up, down):
                 task.cancel()
                 self._tasks.discard(task)
-        if not down.cancelled() and isinstance(down.exception(), Violation):
-            self._owner.cut(str(down.exception()))
+        # the other direction is only being cancelled: nothing to read from it yet
+        errors = [task.exception() for task in done if not task.cancelled()]
+        violation = next((e for e in errors if isinstance(e, Violation)), None)
+        if violation is not None:
+            self._owner.cut(str(violation))
 
     async def _guarded(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         counter = FrameCounter(self._owner._guard.limits.max_bytes)
@@ -353,30 +366,34 @@ class _Relay:
                                 f"more than {STALL:g} s to arrive") from None
             if not data:
                 return
-            done = counter.feed(data)
-            await self._slots(done, counter.current)
+            # A chunk may end one message and start the next: each piece goes on by itself, so
+            # a big message's last bytes never wait for the slot the next one needs (the slot
+            # it holds is freed only once the gateway has read it).
+            start = 0
+            for end, size in counter.feed(data):
+                await self._forward(writer, data[start:end], size, complete=True)
+                start = end
+            if start < len(data):
+                await self._forward(writer, data[start:], counter.current, complete=False)
             if not self._holding:
                 stall_at = None
             elif stall_at is None:
                 stall_at = loop.time() + STALL
-            writer.write(data)
             await writer.drain()
-            self._owner.forwarded(len(data), done)
 
-    async def _slots(self, done: list[int], current: int) -> None:
-        """Take a big slot for a big message before its bytes go on.
-
-        A chunk is smaller than ``SMALL``, so only its first completed message can be big.
-        """
-        if done and done[0] > SMALL:
-            if not self._holding:
-                await self._owner.take_big_slot()
-            self._owner.owe()  # freed when the gateway has read it
-        if done:
-            self._holding = False
-        if current > SMALL and not self._holding:
+    async def _forward(self, writer: asyncio.StreamWriter, piece: bytes, size: int,
+                       complete: bool) -> None:
+        """Pass ``piece``, bytes of one message (``size`` so far), once it may go on: a big
+        message takes a big slot first. It is counted before it is written, so the gateway
+        can never consume it before it is counted."""
+        if size > SMALL and not self._holding:
             await self._owner.take_big_slot()
             self._holding = True
+        if complete and self._holding:
+            self._owner.owe()  # freed when the gateway has read it
+            self._holding = False
+        self._owner.forwarded(len(piece), size if complete else None)
+        writer.write(piece)
 
     def _release_current(self) -> None:
         if self._holding:
