@@ -86,7 +86,8 @@ HUGE = ("k = get_ipython().kernel\n"
 TINY = ("import time\nk = get_ipython().kernel\nend, n = time.monotonic() + 10, 0\n"
         "while time.monotonic() < end:\n"
         "    k.session.send(k.iopub_socket, 'stream', {'name': 'stderr', 'text': '.'}, "
-        "parent=k.get_parent())\n    n += 1\nprint(n)")
+        "parent=k.get_parent())\n    n += 1\n"
+        "time.sleep(3)")  # the kernel's own PUB queue drains (it would drop the cell's idle)
 WATCH_SAMPLES = 20  # bystander 1+1s in the idle baseline and while the CPU spins
 SLEEP_TIMEOUT = 2.0
 
@@ -251,8 +252,8 @@ def tiny_messages(lab: Lab) -> Observed:
         ended = time.monotonic()
         again = recovered(f"all {HOSTILE} attackers answer 1+1", ended,
                           lambda: all(answers(s) for s in sessions))
+        sent = sum(int(s.execute("n", timeout=30).text) for s in sessions)
     runs = [r for r in results if isinstance(r, sandcell.Execution)]
-    sent = sum(int(r.stdout.split()[-1]) for r in runs if r.stdout.strip())
     delivered = sum(len(r.stderr) for r in runs)
     return Observed(f"{len(runs)} of {HOSTILE} cells ran 10 s: {sent} messages sent, {delivered} "
                     "delivered (1000/s per sandbox; the kernel's own PUB drops the rest)", [again])

@@ -128,6 +128,58 @@ def test_eight_sandboxes_over_the_limit_die_with_the_reason_and_memory_stays_bou
                 session.close()
 
 
+TINY = ("import time\nk = get_ipython().kernel\nend, n = time.monotonic() + 5, 0\n"
+        "while time.monotonic() < end:\n"
+        "    k.session.send(k.iopub_socket, 'stream', {'name': 'stderr', 'text': '.'}, "
+        "parent=k.get_parent())\n    n += 1\n"
+        # the kernel's own PUB queue (1000 messages) drops what the guard's rate does not
+        # take; a pause lets it drain, or it would drop this cell's own idle and hang it
+        "time.sleep(3)")
+
+
+def test_eight_sandboxes_flooding_tiny_messages_do_not_slow_a_bystander(
+        client: sandcell.Client, gateway: GatewayProcess) -> None:
+    assert gateway.process is not None
+    with client.sessions.create() as bystander:
+        attackers = [client.sessions.create() for _ in range(ATTACKERS)]
+        try:
+            baseline = rss_mib(gateway.process.pid)
+            results: list[tuple[sandcell.Execution, float]] = []
+
+            def flood(session: sandcell.Session) -> None:
+                started = time.monotonic()
+                execution = session.execute(TINY, timeout=120)
+                results.append((execution, time.monotonic() - started))
+
+            latencies: list[float] = []
+            with RssSampler(gateway.process.pid) as rss:
+                threads = [threading.Thread(target=flood, args=(s,)) for s in attackers]
+                for thread in threads:
+                    thread.start()
+                while any(t.is_alive() for t in threads) or len(latencies) < 20:
+                    started = time.perf_counter()
+                    assert bystander.execute("1+1", timeout=60).text == "2"
+                    latencies.append(time.perf_counter() - started)
+                for thread in threads:
+                    thread.join()
+            assert len(results) == ATTACKERS
+            # what the flood sent, asked afterwards: a print at its end could be dropped by
+            # the kernel's own full PUB queue (it only hurts itself); they are not dead
+            sent = [int(session.execute("n", timeout=60).text) for session in attackers]
+            delivered = [len(r.stderr) for r, _ in results]
+            # each sandbox's messages reach the gateway at the guard's rate (1000 a second,
+            # bursts of 1000) however many it sends; its own PUB queue drops the rest
+            assert all(0 < len(r.stderr) <= 1000 + 1000 * took for r, took in results), \
+                (sent, delivered)
+            assert sum(sent) > sum(delivered), (sent, delivered)  # the flood outran the cap
+            p99 = sorted(latencies)[int(len(latencies) * 0.99) - 1]
+            assert p99 < 2.0, latencies
+            assert rss.peak - baseline < ATTACKERS * LIMIT / (1 << 20), (baseline, rss.peak)
+        finally:
+            for session in attackers:
+                session.close()
+
+
 def test_malformed_and_forged_messages_confuse_only_their_own_cell(
         client: sandcell.Client) -> None:
     code = ("k = get_ipython().kernel\ns = k.iopub_socket\n"
