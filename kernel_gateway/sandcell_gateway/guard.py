@@ -16,9 +16,9 @@ no message is ever held: frames are counted from their headers and passed on in 
   ``SMALL`` bytes through only with one of ``BIG_SLOTS`` gateway-wide slots (and the
   sandbox's own one), so a few big messages at most are in flight whatever N sandboxes do.
 
-Memory held for kernels is therefore bounded by construction (see docs/api.md, "Kernel
-message limits"): about ``BIG_SLOTS x 3 x limit`` gateway-wide plus ``WINDOW + 5 x SMALL``
-per sandbox, not N x limit.
+Memory held for kernels is therefore bounded by construction (docs/api.md, the limits table
+under "Tenants and limits"): about ``BIG_SLOTS x 3 x limit`` gateway-wide plus
+``WINDOW + 5 x SMALL`` per sandbox, not N x limit.
 
 Example::
 
