@@ -28,6 +28,8 @@ import httpx
 import sandcell
 from sandcell_gateway.testing import GatewayProcess, SocketProxy, wait_for
 
+from .footprint import gateway_rss
+
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -37,7 +39,7 @@ claim_timeout = 20
 
 [templates.python]
 min_ready = 2
-max_total = 8
+max_total = 12              # the hostile-kernel rows run 8 attackers beside the bystander
 
 [plugins]
 enabled = false
@@ -50,6 +52,7 @@ execute_burst = 3
 GREEDY_TOKEN = secrets.token_urlsafe(24)
 MIN_SAMPLES = 5  # bystander 1+1s per attack, at least (a short attack waits for them)
 PACE = 0.05  # seconds between two bystander 1+1s: it measures, it does not add load
+RSS_EVERY = 0.02  # seconds between two samples of the gateway's resident set
 RECOVERY_TIMEOUT = 120.0
 # what "an attempt that did not work yet" raises while a recovery is polled
 NOT_YET = (sandcell.SandcellError, httpx.HTTPError)
@@ -77,6 +80,7 @@ class Watch:
 
     latencies: list[float] = dataclasses.field(default_factory=list)
     failures: list[str] = dataclasses.field(default_factory=list)
+    peak_rss_mib: float = 0.0  # the gateway's, sampled every RSS_EVERY while the attack ran
 
     @property
     def count(self) -> int:
@@ -102,6 +106,8 @@ class Row:
     bystander_ms: float | None
     bystander_n: int
     bystander_ok: bool
+    bystander_p99_ms: float | None = None
+    peak_rss_mib: float | None = None  # the gateway's during the attack
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -222,10 +228,24 @@ class Lab:
 
     @contextlib.contextmanager
     def attack(self) -> Iterator[Watch]:
-        """The attack is on inside this block: the bystander samples 1+1 meanwhile."""
+        """The attack is on inside this block: the bystander samples 1+1 meanwhile, and the
+        gateway's RSS is sampled for the row's peak."""
+        stop = threading.Event()
         with self.bystander.watching() as watch:
             self.watch = watch
-            yield watch
+            sampler = threading.Thread(target=self._sample_rss, args=(watch, stop), daemon=True)
+            sampler.start()
+            try:
+                yield watch
+            finally:
+                stop.set()
+                sampler.join()
+
+    def _sample_rss(self, watch: Watch, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError, AssertionError):  # the gateway-kill row
+                watch.peak_rss_mib = max(watch.peak_rss_mib, gateway_rss(self.gw))
+            stop.wait(RSS_EVERY)
 
     def reconnect(self) -> None:
         """After the gateway restarted on a new port."""
@@ -255,20 +275,35 @@ def measure(fault: Fault, lab: Lab) -> Row:
     return Row(fault=fault.name, outcome=observed.outcome, recoveries=observed.recoveries,
                bystander_ms=statistics.median(latencies) * 1000 if latencies else None,
                bystander_n=watch.count if watch else 0,
-               bystander_ok=lab.bystander.alive() and not (watch and watch.failures))
+               bystander_ok=lab.bystander.alive() and not (watch and watch.failures),
+               bystander_p99_ms=p99(latencies) * 1000 if latencies else None,
+               peak_rss_mib=watch.peak_rss_mib or None if watch else None)
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (nearest rank): of fewer than 100 values, the largest.
+
+    >>> p99([float(i) for i in range(1, 201)])
+    198.0
+    """
+    ranked = sorted(values)
+    return ranked[max(0, -(-len(ranked) * 99 // 100) - 1)]
 
 
 def table(rows: list[Row]) -> str:
     """Markdown: one line per recovery (a row's first line carries the fault)."""
-    lines = ["| fault | observed outcome | bystander 1+1 during (median, n) | bystander ok "
-             "| back to normal means | time to recover |", "|---|---|---:|---|---|---:|"]
+    lines = ["| fault | observed outcome | bystander 1+1 during (median / p99, n) "
+             "| bystander ok | gateway peak RSS | back to normal means | time to recover |",
+             "|---|---|---:|---|---:|---|---:|"]
     for row in rows:
-        bystander = (f"{row.bystander_ms:.1f} ms (n={row.bystander_n})"
+        p99 = f" / {row.bystander_p99_ms:.1f}" if row.bystander_p99_ms is not None else ""
+        bystander = (f"{row.bystander_ms:.1f}{p99} ms (n={row.bystander_n})"
                      if row.bystander_ms is not None else f"- (n={row.bystander_n})")
+        rss = f"{row.peak_rss_mib:.0f} MiB" if row.peak_rss_mib else "-"
         first = (f"| {_cell(row.fault)} | {_cell(row.outcome)} | {bystander} | "
-                 f"{'yes' if row.bystander_ok else 'NO'}")
+                 f"{'yes' if row.bystander_ok else 'NO'} | {rss}")
         for i, rec in enumerate(row.recoveries or [Recovery("-", float("nan"))]):
-            head = first if i == 0 else "| | | |"
+            head = first if i == 0 else "| | | | |"  # " | " follows: five empty cells
             took = f"{rec.seconds:.2f} s" if rec.seconds == rec.seconds else "-"
             lines.append(f"{head} | {_cell(rec.normal)} | {took} |")
     return "\n".join(lines)

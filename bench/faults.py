@@ -17,7 +17,9 @@ import errno
 import json
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -75,6 +77,17 @@ print('written')
 SPIN = "print('spinning', flush=True)\nwhile True:\n    pass"
 FLOOD = "while True:\n    print('x' * 10000)"
 LEAVE = "print('go', flush=True)\nimport time\ntime.sleep(120)\nfinished = True"
+# the hostile-kernel rows (issue 17): each of HOSTILE sandboxes sends with the kernel's own
+# session, past the gateway's output extension; HUGE is over the default 64 MiB limit
+HOSTILE = 8
+HUGE = ("k = get_ipython().kernel\n"
+        "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'x' * 100_000_000}, "
+        "parent=k.get_parent())\nimport time; time.sleep(60)")
+TINY = ("import time\nk = get_ipython().kernel\nend, n = time.monotonic() + 10, 0\n"
+        "while time.monotonic() < end:\n"
+        "    k.session.send(k.iopub_socket, 'stream', {'name': 'stderr', 'text': '.'}, "
+        "parent=k.get_parent())\n    n += 1\n"
+        "time.sleep(3)")  # the kernel's own PUB queue drains (it would drop the cell's idle)
 WATCH_SAMPLES = 20  # bystander 1+1s in the idle baseline and while the CPU spins
 SLEEP_TIMEOUT = 2.0
 
@@ -187,6 +200,63 @@ def _read_until_truncated(stream: sandcell.ExecutionStream
             received += len(event.text.encode())
             messages += 1
     raise RuntimeError("the flood ended without a truncation marker")
+
+
+@contextlib.contextmanager
+def _hostile(lab: Lab, code: str) -> Iterator[tuple[list[sandcell.Session], list[object]]]:
+    """Run ``code`` in HOSTILE fresh sessions at once (the attack, over when the block is
+    entered); yields the sessions (open for the recoveries) and what each ended with."""
+    sessions = [lab.client.sessions.create() for _ in range(HOSTILE)]
+    lab.gw.wait_ready()  # the pool's refill is over before the attack
+    results: list[object] = []
+
+    def run(session: sandcell.Session) -> None:
+        try:
+            results.append(session.execute(code, timeout=120))
+        except sandcell.SandcellError as exc:
+            results.append(exc)
+
+    try:
+        with lab.attack():
+            threads = [threading.Thread(target=run, args=(s,)) for s in sessions]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        yield sessions, results
+    finally:
+        for session in sessions:
+            with contextlib.suppress(sandcell.SandcellError):
+                session.close()
+
+
+def huge_messages(lab: Lab) -> Observed:
+    with _hostile(lab, HUGE) as (sessions, results):
+        ended = time.monotonic()
+        died = [r for r in results if isinstance(r, sandcell.SandboxError)
+                and r.code == "kernel_died" and "over the limit" in r.message]
+        fresh = recovered("a new session answers 1+1", ended, lambda: _fresh(lab))
+        restart = _restart(sessions[0])
+    return Observed(f"{len(died)} of {HOSTILE} sandboxes died: kernel_died "
+                    f"'{_short(died[0].message if died else str(results[:1]), 70)}'",
+                    [fresh, restart])
+
+
+def _fresh(lab: Lab) -> bool:
+    with lab.client.sessions.create() as session:
+        return answers(session)
+
+
+def tiny_messages(lab: Lab) -> Observed:
+    with _hostile(lab, TINY) as (sessions, results):
+        ended = time.monotonic()
+        again = recovered(f"all {HOSTILE} attackers answer 1+1", ended,
+                          lambda: all(answers(s) for s in sessions))
+        sent = sum(int(s.execute("n", timeout=30).text) for s in sessions)
+    runs = [r for r in results if isinstance(r, sandcell.Execution)]
+    delivered = sum(len(r.stderr) for r in runs)
+    return Observed(f"{len(runs)} of {HOSTILE} cells ran 10 s: {sent} messages sent, {delivered} "
+                    "delivered (1000/s per sandbox; the kernel's own PUB drops the rest)", [again])
 
 
 def kernel_suicide(lab: Lab) -> Observed:
@@ -397,6 +467,8 @@ FAULTS = [
     Fault("disk", "disk fill (/tmp and workspace)", disk_fill),
     Fault("cpu", "CPU spin", cpu_spin),
     Fault("flood", "output flood", output_flood),
+    Fault("huge", f"{HOSTILE} hostile kernels: one 100 MB message each", huge_messages),
+    Fault("tiny", f"{HOSTILE} hostile kernels: tiny messages for 10 s", tiny_messages),
     Fault("suicide", "kernel suicide (os.kill self -9)", kernel_suicide),
     Fault("sleep", f"time.sleep(10**6), per-call timeout {SLEEP_TIMEOUT:g} s", long_sleep),
     Fault("removed", "container removed behind the gateway's back", container_removed),

@@ -10,6 +10,9 @@ Example ``sandcell.toml``::
     max_body_size = 1048576  # bytes of a request body; larger bodies get 413 body_too_large
     websocket_max_message_size = 10485760  # bytes of one Jupyter WebSocket message; closes 1009
     max_sandboxes = 64       # claimed sandboxes, all tenants together
+    max_kernel_message_bytes = 67108864  # one kernel message; over it the sandbox is killed
+    max_kernel_messages_per_second = 1000.0  # per sandbox; past it the gateway reads slower
+    max_kernel_bytes_per_second = 67108864   # per sandbox, likewise
 
     [gateway.cors]           # browser pages on these origins may call the gateway (off by default)
     allow_origin = ["https://app.example.com", "http://localhost:3000"]
@@ -255,6 +258,12 @@ class GatewayConfig:
     max_body_size: int = 1024 * 1024
     websocket_max_message_size: int = 10 * 1024 * 1024  # Tornado's default; over it: close 1009
     max_output_bytes: int = 32 * 1024 * 1024  # per execution; beyond it output is dropped
+    # One kernel message (all its parts); a bigger one kills its sandbox ("output message over
+    # the limit"). 64 MiB: twice max_output_bytes, so any message a cell's output budget can
+    # show gets through whole, e.g. a 45 MiB PNG (base64 in JSON is 4/3 of it).
+    max_kernel_message_bytes: int = 64 * 1024 * 1024
+    max_kernel_messages_per_second: float = 1000.0  # per sandbox; over it the gateway reads slower
+    max_kernel_bytes_per_second: int = 64 * 1024 * 1024  # per sandbox, likewise
     launch_concurrency: int = 2
     refill_delay: float = 0.25  # a claim's refill waits this long while the pool still has one
     pool_memory_budget: str = "2g"  # ready sandboxes of all pools together, above their floors
@@ -282,6 +291,12 @@ class GatewayConfig:
         if self.max_sandboxes < 0:
             raise ConfigError("[gateway]: max_sandboxes must be >= 0")
         _size(self.pool_memory_budget, "[gateway] pool_memory_budget")
+        if self.max_kernel_message_bytes < 65536:
+            raise ConfigError("[gateway] max_kernel_message_bytes must be >= 65536 (64 KiB), "
+                              f"got {self.max_kernel_message_bytes}")
+        if self.max_kernel_messages_per_second <= 0 or self.max_kernel_bytes_per_second <= 0:
+            raise ConfigError("[gateway] max_kernel_messages_per_second and "
+                              "max_kernel_bytes_per_second must be > 0")
         if not self.gateway_id:
             # port 0 means "any free port": several such gateways must not share an id
             suffix = self.port or f"pid{os.getpid()}"

@@ -46,6 +46,16 @@ class Client(Protocol):
         """The kernel died or was deleted: close the connection."""
 
 
+def obituary(reason: str, parent: dict[str, Any] | None) -> Message:
+    """What a client is told when its kernel died for a reason it should know (the gateway
+    cut it off: an output message over the limit): an IOPub ``error`` ``kernel_died``."""
+    from .jupyter_channels import gateway_message  # the codec module imports this one
+
+    evalue = f"the kernel died ({reason}); restart it or delete it"
+    return gateway_message("error", {"ename": "kernel_died", "evalue": evalue,
+                                     "traceback": [f"kernel_died: {evalue}"]}, parent)
+
+
 def message_size(msg: Message) -> int:
     """Approximate bytes a message holds (content plus buffers), for the replay bound."""
     buffers = msg.get("buffers") or []
@@ -133,6 +143,7 @@ class KernelBridge:
         self.buffer = buffer or ReplayBuffer()
         self.clients: list[Client] = []
         self._owners: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._executing: dict[str, dict[str, Any]] = {}  # session -> its last execute header
         self.last_activity = time.time()
         self._kernel: KernelConnection | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
@@ -172,6 +183,10 @@ class KernelBridge:
         self.last_activity = time.time()
         await self._kernel.send_parts(channel, parts)
 
+    def note_execution(self, client: Client, header: dict[str, Any]) -> None:
+        """``client`` sent this execute_request: if the kernel dies, its error goes there."""
+        self._executing[client.session_id] = header
+
     def on_message(self, channel: str, msg: Message | None) -> None:
         """The kernel's subscriber callback."""
         if msg is None:
@@ -210,7 +225,10 @@ class KernelBridge:
         if self.history is not None:
             self.history.abandon()
         self.buffer.take("")
+        reason = self._kernel.death_reason if self._kernel is not None else ""
         for client in list(self.clients):
+            if reason:
+                client.deliver("iopub", obituary(reason, self._executing.get(client.session_id)))
             client.kernel_gone()
         self.clients.clear()
         self._on_gone(self)

@@ -289,7 +289,7 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             return
         self.service.touch(self.sandbox_id)
         if msg.is_execution:
-            refused = self.deps.jupyter.admit_cell(self.bridge, self.tenant, msg.header,
+            refused = self.deps.jupyter.admit_cell(self.bridge, self, self.tenant, msg.header,
                                                    msg.content)
             if refused is not None:
                 for channel, reply in refusal(msg.header, "RateLimitError", refused.message):

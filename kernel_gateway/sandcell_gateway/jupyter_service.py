@@ -192,16 +192,18 @@ class JupyterService:
         bridge.attach(client)
         return bridge
 
-    def admit_cell(self, bridge: KernelBridge, tenant: Tenant, header: dict[str, Any],
-                   content: dict[str, Any]) -> TooManyRequests | None:
+    def admit_cell(self, bridge: KernelBridge, client: Client, tenant: Tenant,
+                   header: dict[str, Any], content: dict[str, Any]) -> TooManyRequests | None:
         """A client's ``execute_request`` spends one of the tenant's executions (the REST
-        bucket); the refusal to answer with, or None once the cell is in the history."""
+        bucket); the refusal to answer with, or None once the cell is in the history (and
+        ``client`` is the one told if the kernel dies under it)."""
         try:
             tenant.admit_execute()
         except TooManyRequests as exc:
             return exc
         if bridge.history is not None:
             bridge.history.started(header, content)
+        bridge.note_execution(client, header)
         return None
 
     def _forget(self, bridge: KernelBridge) -> None:

@@ -8,6 +8,7 @@ and only ``ip`` pointing at the host side of that directory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -17,11 +18,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import zmq
 import zmq.asyncio
+from jupyter_client.jsonutil import extract_dates
 from jupyter_client.session import DELIM, Session
 
 from .cells import CellEnd, OutputBudget
+from .guard import SMALL, SandboxGuard
+from .tenants import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,20 @@ OUTPUT_TYPES = frozenset(
 )
 
 
+# A MIME bundle with more types than this is refused: a real one has a handful (text/plain,
+# text/html, image/png, ...), and each key costs the gateway and every client a lookup.
+MAX_MIME_KEYS = 64
+# comm_open / input_request a kernel may send per second (bursts of 5 s): widgets open a few,
+# a flood only fills its clients' queues
+TYPE_RATES = {"comm_open": 20.0, "input_request": 20.0}
+
+
 class KernelGone(Exception):
     """The kernel stopped answering because its container exited."""
+
+
+class Malformed(ValueError):
+    """A kernel message the gateway drops (and counts); the text is the counter's key."""
 
 
 def connection_info(ip: str, key: str) -> dict[str, Any]:
@@ -89,18 +106,27 @@ class KernelConnection:
     """
 
     def __init__(self, info: dict[str, Any], context: zmq.asyncio.Context | None = None,
-                 output_limit: int | None = None) -> None:
+                 output_limit: int | None = None, guard: SandboxGuard | None = None,
+                 max_message_bytes: int = -1) -> None:
         self.output_limit = output_limit
+        # every kernel socket through the guard's relay (see guard.py); None: straight to it
+        self._guard = guard
+        self._max_message_bytes = max_message_bytes
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._type_buckets = {t: TokenBucket(rate, int(rate * 5)) for t, rate in TYPE_RATES.items()}
+        self.death_reason = ""
         self._session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256",
                                 username="sandcell")
         self._context = context or zmq.asyncio.Context.instance()
-        base = f"ipc://{info['ip']}"
+        base = str(info["ip"])
         # stdin shares the shell's identity: the kernel sends input_request to that identity
         self._sockets = {
-            "shell": self._socket(zmq.DEALER, f"{base}-{info['shell_port']}", identity=True),
-            "control": self._socket(zmq.DEALER, f"{base}-{info['control_port']}"),
-            "stdin": self._socket(zmq.DEALER, f"{base}-{info['stdin_port']}", identity=True),
-            "iopub": self._socket(zmq.SUB, f"{base}-{info['iopub_port']}"),
+            "shell": self._socket(zmq.DEALER, "shell", f"{base}-{info['shell_port']}",
+                                  identity=True),
+            "control": self._socket(zmq.DEALER, "control", f"{base}-{info['control_port']}"),
+            "stdin": self._socket(zmq.DEALER, "stdin", f"{base}-{info['stdin_port']}",
+                                  identity=True),
+            "iopub": self._socket(zmq.SUB, "iopub", f"{base}-{info['iopub_port']}"),
         }
         self._shell, self._control = self._sockets["shell"], self._sockets["control"]
         self._iopub = self._sockets["iopub"]
@@ -112,13 +138,19 @@ class KernelConnection:
         self.execution_state = "starting"
         self.closed = False
 
-    def _socket(self, kind: int, address: str, identity: bool = False) -> zmq.asyncio.Socket:
+    def _socket(self, kind: int, channel: str, path: str,
+                identity: bool = False) -> zmq.asyncio.Socket:
         sock = self._context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        # per part only (a many-part message is bounded by the guard's relay); ZMQ drops the
+        # connection rather than hold a bigger part
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
         if identity:
             sock.setsockopt(zmq.IDENTITY, self._session.bsession)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)  # the ipc file appears when the kernel binds
-        sock.connect(address)
+        if self._guard is not None:
+            path = self._guard.relay(channel, path)
+        sock.connect(f"ipc://{path}")
         return sock
 
     async def _read(self, channel: str, sock: zmq.asyncio.Socket) -> None:
@@ -127,18 +159,55 @@ class KernelConnection:
                 frames = await sock.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
                 return
+            size = sum(len(frame) for frame in frames)
             try:
-                _, parts = self._session.feed_identities(frames)
-                msg = self._session.deserialize(parts, content=True)
-            except Exception:  # a malformed or mis-signed message must not kill the reader
-                log.warning("dropped an unreadable kernel message", exc_info=True)
-                continue
+                await self._receive(channel, frames, size)
+            finally:
+                if self._guard is not None:
+                    self._guard.consumed(size)
+
+    async def _receive(self, channel: str, frames: list[bytes], size: int) -> None:
+        try:
+            if size > SMALL:  # the loop keeps serving others while a big one is checked
+                msg = await asyncio.get_running_loop().run_in_executor(
+                    None, decode, self._session, frames)
+            else:
+                msg = decode(self._session, frames)
+            msg = self._refuse(msg)
+        except Malformed as exc:  # never raised on: dropped and counted
+            self._drop(str(exc))
+            return
+        try:
             self._dispatch(channel, msg)
+        except Exception:  # a message no check foresaw must not kill the reader
+            log.exception("a kernel message could not be dispatched")
+
+    def _drop(self, why: str) -> None:
+        self.dropped[why] += 1
+        count = self.dropped[why]
+        if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th...: a flood does not flood the log
+            log.warning("dropped a kernel message (%s); %d so far", why, count)
+
+    def _refuse(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Refuse what a kernel may not send, whatever its signature: a too-big MIME bundle
+        (replaced by a notice on stderr) and floods of comm_open / input_request."""
+        kind = msg["msg_type"]
+        bucket = self._type_buckets.get(kind)
+        if bucket is not None and bucket.take():
+            raise Malformed(f"{kind} over {TYPE_RATES[kind]:g} per second")
+        data = msg["content"].get("data")
+        if isinstance(data, dict) and len(data) > MAX_MIME_KEYS:
+            self.dropped["MIME bundle over the key limit"] += 1
+            text = (f"\n[Sandcell: a {kind} with {len(data)} MIME types was refused; at most "
+                    f"{MAX_MIME_KEYS} are allowed]\n")
+            return {**msg, "msg_type": "stream", "header": {**msg["header"], "msg_type": "stream"},
+                    "content": {"name": "stderr", "text": text}, "buffers": []}
+        return msg
 
     def _dispatch(self, channel: str, msg: dict[str, Any]) -> None:
         if channel == "iopub" and msg["msg_type"] == "status":
             self.execution_state = str(msg["content"].get("execution_state", "idle"))
-        queue = self._waiters.get(msg["parent_header"].get("msg_id", ""))
+        queue = self._waiters.get(str(msg["parent_header"].get("msg_id", "")))
         if queue is not None:
             queue.put_nowait(msg)
         for subscriber in list(self._subscribers):
@@ -261,9 +330,11 @@ class KernelConnection:
         """Interrupt the running cell through the control channel (no Docker call needed)."""
         await self.request("control", "interrupt_request", {}, timeout)
 
-    def fail_pending(self) -> None:
-        """Wake every waiter with :class:`KernelGone` and tell subscribers (the container died)."""
+    def fail_pending(self, reason: str = "") -> None:
+        """Wake every waiter with :class:`KernelGone` and tell subscribers (the container died,
+        or the guard cut it off); ``reason`` is kept in ``death_reason`` for the clients."""
         self.execution_state = "dead"
+        self.death_reason = self.death_reason or reason
         for queue in self._waiters.values():
             queue.put_nowait(None)
         subscribers, self._subscribers = self._subscribers, []
@@ -279,6 +350,8 @@ class KernelConnection:
             reader.cancel()
         for sock in self._sockets.values():
             sock.close(linger=0)
+        if self._guard is not None:
+            self._guard.close()
 
 
 # The subscript is a string never evaluated at run time (only mypy reads it).
@@ -310,6 +383,44 @@ class Inbox(asyncio.Queue["dict[str, Any] | None"]):  # pragma: no mutate
 WARM_UP = ("_ip = get_ipython()\n"
            "_ip.display_pub.publish(*_ip.display_formatter.format(0))\n"
            "del _ip")
+
+def decode(session: Session, frames: list[bytes]) -> dict[str, Any]:
+    """A kernel message from its ZMQ frames, checked (:class:`Malformed` says why not).
+
+    Like ``Session.deserialize``, but strict about the shape (every part a JSON object,
+    ``msg_type`` a string) so no later code meets a list where it expects a dict; orjson
+    first (several times faster on a big message), the Session's own JSON for what it
+    refuses (NaN, lone surrogates).
+    """
+    try:
+        parts = frames[frames.index(DELIM) + 1:]
+    except ValueError:
+        raise Malformed("no <IDS|MSG> delimiter") from None
+    if len(parts) < 5:
+        raise Malformed("fewer than 5 frames after the delimiter")
+    if not parts[0] or not secrets.compare_digest(parts[0], session.sign(parts[1:5])):
+        raise Malformed("bad or missing signature")
+    header, parent, metadata, content = (_object(session, part) for part in parts[1:5])
+    if not isinstance(header.get("msg_type"), str) or "msg_id" not in header:
+        raise Malformed("a header without msg_type or msg_id")
+    header = extract_dates(header)
+    return {"header": header, "msg_id": header["msg_id"], "msg_type": header["msg_type"],
+            "parent_header": extract_dates(parent), "metadata": metadata, "content": content,
+            "buffers": [memoryview(b) for b in parts[5:]]}
+
+
+def _object(session: Session, part: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(part)
+    except orjson.JSONDecodeError:
+        try:
+            value = session.unpack(part)
+        except (ValueError, RecursionError):
+            raise Malformed("bad JSON") from None
+    if not isinstance(value, dict):
+        raise Malformed("a message part that is not a JSON object")
+    return value
+
 
 class PendingExecution:
     """Messages of one ``execute_request``: IOPub output in order, then the ``execute_reply``.

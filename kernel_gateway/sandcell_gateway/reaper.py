@@ -53,6 +53,7 @@ class Reaper:
         self._retry_every = retry_every
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[None]] = set()  # past the queue, talking to Docker
+        self._queued: set[str] = set()  # container ids queued or being removed
         self.removed = 0  # containers removed since start (for /health and the bench)
 
     @property
@@ -61,11 +62,17 @@ class Reaper:
         return len(self._tasks)
 
     def remove(self, handle: ContainerHandle) -> None:
-        """Queue ``handle``'s container for removal; returns at once."""
+        """Queue ``handle``'s container for removal; returns at once. Queuing one twice (a
+        guard's cut-off, then the client's delete) removes it once: Docker refuses a second
+        removal while one runs."""
+        if handle.container_id in self._queued:
+            return
+        self._queued.add(handle.container_id)
         handle.removing = True  # its death from now on is expected, not news
         task = asyncio.ensure_future(self._remove(handle))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._queued.discard(handle.container_id))
 
     async def _remove(self, handle: ContainerHandle) -> None:
         async with self._slots:

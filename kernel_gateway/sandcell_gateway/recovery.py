@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from .config import GatewayConfig
 from .containers import ContainerInfo
@@ -53,11 +54,15 @@ class Recovery:
     """One pass over the store's live records and this gateway's containers; see the module."""
 
     def __init__(self, config: GatewayConfig, kernels: KernelProvisioner, store: HistoryStore,
-                 adopt_timeout: float = ADOPT_TIMEOUT) -> None:
+                 adopt_timeout: float = ADOPT_TIMEOUT,
+                 connect: Callable[[ContainerHandle], KernelConnection] | None = None) -> None:
         self.config = config
         self.kernels = kernels
         self.store = store
         self.adopt_timeout = adopt_timeout
+        # the service's (through its guard); a bare connection by default
+        self._connect = connect or (lambda handle: KernelConnection(
+            handle.connection, output_limit=config.max_output_bytes))
 
     async def run(self) -> tuple[list[Sandbox], RecoveryReport]:
         started = time.monotonic()
@@ -105,7 +110,7 @@ class Recovery:
 
     async def _reconnect(self, record: SandboxRecord, handle: ContainerHandle) -> Sandbox | None:
         """Prove the kernel answers without restarting it: its variables are the point."""
-        kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
+        kernel = self._connect(handle)
         try:
             async with asyncio.timeout(self.adopt_timeout):
                 # a cell running at the crash lost its client: interrupt it, as when a client

@@ -74,7 +74,7 @@ class Sandbox:
         if not self.dead:
             self.death_reason = reason
         self.dead = True
-        self.kernel.fail_pending()
+        self.kernel.fail_pending(self.death_reason)
 
     async def apply_env(self, env: dict[str, str]) -> None:
         """Set ``os.environ`` in the kernel (the container was started before the claim)."""

@@ -13,10 +13,11 @@ from typing import Any
 from .config import GatewayConfig, TemplateConfig
 from .containers import ContainerRuntime
 from .errors import BackendUnavailable, BadRequest, NotFound
+from .guard import KernelGuard, MessageLimits
 from .kernel import KernelConnection
 from .pool import WarmPool
 from .pool_sizing import MemoryBudget, ReadyTarget, parse_size
-from .provisioner import KernelProvisioner
+from .provisioner import ContainerHandle, KernelProvisioner
 from .reaper import Reaper
 from .recovery import Recovery
 from .sandbox import REMOVED, Event, Sandbox
@@ -67,15 +68,19 @@ class SandboxService:
         self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Future[None]] = set()  # history writes nobody awaits
+        self.guard = KernelGuard(message_limits(config),
+                                 config.state_dir / f"{config.gateway_id}-relays")
 
     async def start(self) -> None:
         """Re-adopt what a crashed run left (see recovery.py), reap the rest, fill the pools."""
         self.kernels.prepare()
+        self.guard.reset()
         await self.store.open()
         # before recovery, so a sandbox dying while it is checked is still noticed
         self.runtime.watch_exits(self._on_container_exit)
         self.runtime.when_reachable_again(self._retry_pools)
-        adopted, report = await Recovery(self.config, self.kernels, self.store).run()
+        adopted, report = await Recovery(self.config, self.kernels, self.store,
+                                         connect=self.connect).run()
         for sandbox in adopted:
             self._sandboxes[sandbox.id] = sandbox
             self.pools[sandbox.template].adopt(sandbox)
@@ -91,7 +96,7 @@ class SandboxService:
 
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
         handle = await self.kernels.launch(template, sandbox_id)
-        kernel = KernelConnection(handle.connection, output_limit=self.config.max_output_bytes)
+        kernel = self.connect(handle)
         try:
             async with asyncio.timeout(self.config.ready_timeout):
                 info = await kernel.wait_ready(self.config.ready_timeout)
@@ -102,6 +107,25 @@ class SandboxService:
             raise
         return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
                        language_info=dict(info.get("language_info") or {}))
+
+    def connect(self, handle: ContainerHandle) -> KernelConnection:
+        """A connection to the container's kernel, every byte from it through the guard."""
+        guard = self.guard.sandbox(handle.sandbox_id,
+                                   lambda reason: self._on_violation(handle, reason))
+        return KernelConnection(handle.connection, output_limit=self.config.max_output_bytes,
+                                guard=guard,
+                                max_message_bytes=self.config.max_kernel_message_bytes)
+
+    def _on_violation(self, handle: ContainerHandle, reason: str) -> None:
+        """The guard cut a kernel off (see guard.py): it dies with that reason, now."""
+        for sandbox in self._sandboxes.values():
+            if sandbox.handle is handle:
+                sandbox.mark_dead(reason)
+                break
+        else:
+            for pool in self.pools.values():
+                pool.drop_ready(handle.sandbox_id)
+        self._reaper.remove(handle)
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         """Unreachable at once (kernel connection closed); the container goes in the background."""
@@ -332,6 +356,11 @@ def _sizing(template: TemplateConfig) -> ReadyTarget | None:
     if not template.adaptive:
         return None
     return ReadyTarget(floor=template.min_ready, ceiling=template.max_total)
+
+
+def message_limits(config: GatewayConfig) -> MessageLimits:
+    return MessageLimits(config.max_kernel_message_bytes, config.max_kernel_messages_per_second,
+                         config.max_kernel_bytes_per_second)
 
 
 def _record(sandbox: Sandbox) -> SandboxRecord:

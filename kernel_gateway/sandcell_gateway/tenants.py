@@ -71,6 +71,31 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
+    def spend(self, cost: float) -> None:
+        """Take ``cost`` tokens even if that leaves a debt (a cost known only afterwards,
+        such as the bytes a kernel just sent); :meth:`debt` says how long it lasts.
+
+        >>> now = [0.0]
+        >>> bucket = TokenBucket(rate=10.0, burst=10, clock=lambda: now[0])
+        >>> bucket.spend(30); bucket.debt()
+        2.0
+        >>> now[0] = 2.0
+        >>> bucket.debt()
+        0.0
+        """
+        self._refill()
+        self._tokens -= cost
+
+    def debt(self) -> float:
+        """Seconds until the bucket is out of debt (0.0 if it is not in debt)."""
+        self._refill()
+        return max(0.0, -self._tokens / self.rate)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
 
 @dataclasses.dataclass
 class Tenant:

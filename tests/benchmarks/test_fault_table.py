@@ -18,8 +18,15 @@ def row(**overrides: Any) -> Row:
 
 def test_a_row_with_one_recovery_is_one_line() -> None:
     lines = table([row()]).splitlines()
-    assert lines[2] == ("| fork bomb | OSError EAGAIN after 244 forks | 17.2 ms (n=22) | yes "
+    assert lines[2] == ("| fork bomb | OSError EAGAIN after 244 forks | 17.2 ms (n=22) | yes | - "
                         "| same session answers 1+1 | 0.02 s |")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_the_p99_and_the_peak_rss_have_their_cells() -> None:
+    lines = table([row(bystander_p99_ms=234.04, peak_rss_mib=111.2)]).splitlines()
+    assert lines[2] == ("| fork bomb | OSError EAGAIN after 244 forks | 17.2 / 234.0 ms (n=22) "
+                        "| yes | 111 MiB | same session answers 1+1 | 0.02 s |")
 
 
 def test_each_further_recovery_gets_its_own_line_under_the_fault() -> None:
@@ -27,12 +34,13 @@ def test_each_further_recovery_gets_its_own_line_under_the_fault() -> None:
     lines = table([row(recoveries=recoveries, bystander_ms=None, bystander_n=0)]).splitlines()
     assert lines[2].startswith("| fork bomb | OSError EAGAIN after 244 forks | - (n=0) | yes |")
     assert lines[2].endswith("| gateway serves again | 6.46 s |")
-    assert lines[3] == "| | | | | pool full | 19.10 s |"
+    assert lines[3] == "| | | | | | pool full | 19.10 s |"
+    assert lines[3].count("|") == lines[0].count("|")
 
 
 def test_cells_cannot_break_the_table() -> None:
     [_, _, line] = table([row(outcome="a | b\nc", recoveries=[], bystander_ok=False)]).splitlines()
-    assert line == "| fork bomb | a \\| b c | 17.2 ms (n=22) | NO | - | - |"
+    assert line == "| fork bomb | a \\| b c | 17.2 ms (n=22) | NO | - | - | - |"
 
 
 class FakeLab:

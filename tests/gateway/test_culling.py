@@ -41,7 +41,7 @@ OWNER = Tenant.from_config(TenantConfig("default"))
 
 
 class FakeKernel:
-    def fail_pending(self) -> None:
+    def fail_pending(self, reason: str = "") -> None:
         self.failed = True
 
     def close(self) -> None:

@@ -211,6 +211,7 @@ def test_replay_goes_only_to_the_same_session() -> None:
 class FakeKernel:
     closed = False
     execution_state = "idle"
+    death_reason = ""
 
     def __init__(self) -> None:
         self.subscribers: list[Any] = []
@@ -291,6 +292,25 @@ def test_bridge_closes_clients_when_the_kernel_is_gone() -> None:
     kernel.emit("", None)
     assert client.gone
     assert forgotten == [bridge]
+
+
+def test_a_cut_off_kernels_clients_are_told_why_in_their_cell() -> None:
+    kernel = FakeKernel()
+    resolve = lambda: None if kernel.closed else kernel  # noqa: E731
+    bridge = KernelBridge("k", resolve)  # type: ignore[arg-type]
+    attacker, other = FakeClient("a"), FakeClient("b")
+    bridge.attach(attacker)
+    bridge.attach(other)
+    bridge.note_execution(attacker, {"msg_id": "cell1", "msg_type": "execute_request"})
+    kernel.closed, kernel.death_reason = True, "output message over the limit: 9 bytes"
+    kernel.emit("", None)
+    [(channel, error)] = attacker.got
+    assert channel == "iopub" and error["msg_type"] == "error"
+    assert error["content"]["ename"] == "kernel_died"
+    assert "output message over the limit" in error["content"]["evalue"]
+    assert error["parent_header"]["msg_id"] == "cell1"  # shown in the cell that ran it
+    assert other.got[0][1]["parent_header"] == {}  # told too, in no cell of its own
+    assert attacker.gone and other.gone
 
 
 def test_bridge_follows_a_restart() -> None:

@@ -20,8 +20,9 @@ from sandcell_gateway.config import GatewayConfig, PluginsConfig, TenantConfig
 from sandcell_gateway.errors import ServiceUnavailable
 from sandcell_gateway.fake_runtime import FakeContainer, FakeRuntime
 from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
-from sandcell_gateway.plugins.service import PluginFailed, PluginService
-from sandcell_gateway.plugins.workers import SOCKET_NAME
+from sandcell_gateway.plugins import service as service_module
+from sandcell_gateway.plugins.service import EVENT_BURST, PluginFailed, PluginService
+from sandcell_gateway.plugins.workers import MAX_WORKER_MESSAGE, SOCKET_NAME
 from sandcell_gateway.tenants import Tenant
 from sandcell_plugin import Context, plugin
 from sandcell_plugin.host import start_server
@@ -63,6 +64,14 @@ class InProcessRuntime(FakeRuntime):
                 await asyncio.sleep(seconds)
             if mode == "bad_output":
                 return {"steps": "three"}
+            if mode == "big":
+                return {"steps": 0, "blob": "x" * (3 << 20)}
+            if mode == "flood":
+                for i in range(5000):
+                    ctx.progress(i / 50, "flooding")
+                return {"steps": 5000}
+            if mode == "shout":
+                ctx.progress(50, "x" * (5 << 20))
             for i in range(steps):
                 ctx.progress(100 * (i + 1) / steps, f"step {i + 1}")
             return {"steps": steps}
@@ -383,3 +392,36 @@ async def test_a_fresh_plugin_never_gives_a_worker_back(service: PluginService) 
     first = await events(service, {"mode": "steps", "steps": 1})
     await settle(service)
     assert worker_of(first) in runtime_of(service).destroyed
+
+
+# --- a hostile worker (its code holds the worker's end of the channel) ---
+
+
+async def test_a_progress_flood_is_capped_and_the_result_still_arrives(
+        service: PluginService) -> None:
+    await wait_ready(service)
+    got = await events(service, {"mode": "flood"})
+    progress = sum(1 for e in got if e["msg_type"] == "progress")
+    # the burst plus 50 a second for as long as the flood lasted (well under 5000)
+    assert EVENT_BURST <= progress < 1000, progress
+    assert got[-1]["msg_type"] == "completed" and got[-1]["content"]["output"] == {"steps": 5000}
+
+
+async def test_an_output_over_the_limit_fails_and_is_let_go(
+        service: PluginService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "MAX_RESULT_BYTES", 2 << 20)  # "big" sends 3 MiB
+    await wait_ready(service)
+    got = await events(service, {"mode": "big"})
+    assert got[-1]["msg_type"] == "failed", got[-1]
+    assert got[-1]["content"]["code"] == "output_too_large"
+    await settle(service)  # a worker that failed is never reused
+    assert got[0]["content"]["worker_id"] in runtime_of(service).destroyed
+
+
+async def test_a_message_over_the_channels_receive_limit_fails_the_call(
+        service: PluginService) -> None:
+    await wait_ready(service)
+    got = await events(service, {"mode": "shout"})
+    assert got[-1]["msg_type"] == "failed", got[-1]
+    assert got[-1]["content"]["code"] == "message_too_large"
+    assert str(MAX_WORKER_MESSAGE) in got[-1]["content"]["message"]

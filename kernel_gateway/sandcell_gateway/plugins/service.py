@@ -39,11 +39,11 @@ from ..config import GatewayConfig, TemplateConfig
 from ..containers import ContainerRuntime
 from ..errors import GatewayError, ServiceUnavailable
 from ..pool import WarmPool
-from ..tenants import Tenant
+from ..tenants import Tenant, TokenBucket
 from .registry import PluginManifest, PluginRegistry
 from .reuse import IdleWorkers, reuse_key
 from ..wire import new_worker_id
-from .workers import Worker, WorkerLauncher, healthy
+from .workers import MAX_WORKER_MESSAGE, Worker, WorkerLauncher, healthy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ Event = dict[str, Any]
 # How often idle workers past their plugin's max_age are removed (a busy plugin's are also
 # checked at each claim); the longest an expired worker lingers idle.
 SWEEP_INTERVAL = 5.0
+# A worker's output, all its result chunks together: past it the call fails
+# (``output_too_large``) and the chunks are let go, so a worker cannot fill the gateway.
+MAX_RESULT_BYTES = 64 << 20
+# progress and log events a worker may send per second (bursts of EVENT_BURST); the rest of
+# a flood is dropped: they are advice, and each one costs every client a message
+EVENT_RATE, EVENT_BURST = 50.0, 100
 
 
 class PluginFailed(GatewayError):
@@ -116,11 +122,20 @@ class Invocation:
         # the worker's own channel, opened at launch: no new connection per call
         call = self._worker.stub.Invoke(request, timeout=self._timeout)
         chunks: list[bytes] = []
+        received, dropped = 0, 0
+        events = TokenBucket(EVENT_RATE, EVENT_BURST)
         try:
             async for message in call:
                 kind = message.WhichOneof("event")
                 if kind == "result_chunk":
+                    received += len(message.result_chunk.data)
+                    if received > MAX_RESULT_BYTES:
+                        yield self._failed("output_too_large", f"{self.manifest.name}'s output "
+                                           f"is over {MAX_RESULT_BYTES} bytes")
+                        return
                     chunks.append(message.result_chunk.data)
+                elif kind in ("progress", "log") and events.take():
+                    dropped += 1
                 elif kind == "completed":
                     event = self._completed(message.completed.output_json or b"".join(chunks).decode())
                     self._completed_ok = event["msg_type"] == "completed"
@@ -135,6 +150,9 @@ class Invocation:
             yield await self._rpc_failed(exc)
         finally:
             call.cancel()
+            if dropped:
+                log.info("plugin %s: dropped %d progress/log events over %g a second",
+                         self.manifest.name, dropped, EVENT_RATE)
 
     async def close(self) -> None:
         """Release the worker of an invocation whose events were never read."""
@@ -161,6 +179,9 @@ class Invocation:
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return self._failed("timeout", f"{self.manifest.name} did not finish within "
                                            f"{self._timeout:g}s; its worker was killed")
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return self._failed("message_too_large", f"{self.manifest.name}'s worker sent a "
+                                f"message over {MAX_WORKER_MESSAGE} bytes; it was removed")
         if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             return self._failed("protocol_error", f"the worker refused the call: {exc.details()}")
         return await self._ended_early(f"gRPC {exc.code().name}: {exc.details()}")

@@ -36,9 +36,14 @@ from .registry import PluginManifest
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "ppp.sock"
+# One gRPC message a worker may send the gateway: its code runs there, so what it sends is
+# attacker-controlled. The kit sends outputs in 1 MiB chunks (sandcell_plugin/host.py); a
+# bigger message fails the call (``message_too_large``) before gRPC holds more of it.
+MAX_WORKER_MESSAGE = 4 << 20
 # Reconnect quickly while a fresh worker's socket appears (gRPC's default backoff is 1 s+).
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
-                   ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0)]
+                   ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0),
+                   ("grpc.max_receive_message_length", MAX_WORKER_MESSAGE)]
 # A reused worker answers Health before its next call; one that cannot within this is
 # recycled and the caller gets another worker (a warm process answers in about a millisecond).
 HEALTH_TIMEOUT = 1.0

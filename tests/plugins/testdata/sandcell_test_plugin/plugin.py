@@ -23,6 +23,12 @@ def behave(ctx: Context, mode: str, steps: int = 3, seconds: float = 60) -> dict
         return {"steps": "three"}
     if mode == "big":
         return {"steps": 0, "blob": "x" * (3 << 20)}
+    if mode == "flood":  # far more progress than anyone can use
+        for i in range(5000):
+            ctx.progress(i / 50, "flooding")
+        return {"steps": 5000}
+    if mode == "shout":  # one gRPC message over the gateway's receive limit
+        ctx.progress(50, "x" * (5 << 20))
     for i in range(steps):
         ctx.log(f"step {i + 1}")
         ctx.progress(100 * (i + 1) / steps, f"step {i + 1} of {steps}")
