@@ -11,7 +11,7 @@ Example ``sandcell.toml``::
     websocket_max_message_size = 10485760  # bytes of one Jupyter WebSocket message; closes 1009
     max_sandboxes = 64       # claimed sandboxes, all tenants together
     max_kernel_message_bytes = 67108864  # one kernel message; over it the sandbox is killed
-    max_kernel_messages_per_second = 1000.0  # per sandbox; past it the gateway reads slower
+    max_kernel_messages_per_second = 200.0  # per sandbox; past it the gateway reads slower
     max_kernel_bytes_per_second = 67108864   # per sandbox, likewise
 
     [gateway.cors]           # browser pages on these origins may call the gateway (off by default)
@@ -262,7 +262,10 @@ class GatewayConfig:
     # the limit"). 64 MiB: twice max_output_bytes, so any message a cell's output budget can
     # show gets through whole, e.g. a 45 MiB PNG (base64 in JSON is 4/3 of it).
     max_kernel_message_bytes: int = 64 * 1024 * 1024
-    max_kernel_messages_per_second: float = 1000.0  # per sandbox; over it the gateway reads slower
+    # per sandbox; over it the gateway reads slower. 200: 8 sandboxes flooding at 1000 each
+    # kept one event loop busy for seconds on 2 cores (a bystander's 1+1 took 2.7 s); a real
+    # cell batches its prints and a widget sends tens a second
+    max_kernel_messages_per_second: float = 200.0
     max_kernel_bytes_per_second: int = 64 * 1024 * 1024  # per sandbox, likewise
     launch_concurrency: int = 2
     refill_delay: float = 0.25  # a claim's refill waits this long while the pool still has one

@@ -65,11 +65,11 @@ class MessageLimits:
     """What one kernel may send: per message, and per second (sustained; bursts of a second).
 
     >>> MessageLimits(max_bytes=1 << 20).messages_per_second
-    1000.0
+    200.0
     """
 
     max_bytes: int = 64 << 20
-    messages_per_second: float = 1000.0
+    messages_per_second: float = 200.0
     bytes_per_second: float = 64 << 20
 
 
