@@ -42,6 +42,9 @@ class InProcessRuntime(FakeRuntime):
         self.launched: list[str] = []
         self.destroyed: list[str] = []
         self.stopping: set[asyncio.Future[None]] = set()  # keep crash stops referenced
+        # set by the test's reader when a progress event reached it: a crashing worker dies
+        # only then, so its progress is seen first whatever the machine's speed
+        self.progress_seen = asyncio.Event()
 
     async def started(self, container: FakeContainer) -> None:
         worker_id = container.spec.instance_id
@@ -51,8 +54,9 @@ class InProcessRuntime(FakeRuntime):
         @plugin(name=self.manifest.name, version=self.manifest.version)
         async def behave(ctx: Context, mode: str, steps: int = 3, seconds: float = 60) -> dict[str, Any]:
             if mode == "crash":
+                runtime.progress_seen.clear()
                 ctx.progress(10, "crashing")
-                await asyncio.sleep(0.05)  # let the progress event reach the gateway
+                await runtime.progress_seen.wait()
                 # stop the server from outside this handler, as a dying process would: the
                 # stop cancels this handler, which then never returns
                 runtime.stop(container.id, "its process exited with code 3")
@@ -131,7 +135,12 @@ async def wait_ready(service: PluginService, count: int = 1) -> None:
 async def events(service: PluginService, inputs: dict[str, Any], timeout: float | None = None
                  ) -> list[dict[str, Any]]:
     invocation = await service.open("sandcell_test_plugin", inputs, timeout)
-    return [event async for event in invocation.events()]
+    got = []
+    async for event in invocation.events():
+        got.append(event)
+        if event["msg_type"] == "progress":
+            runtime_of(service).progress_seen.set()
+    return got
 
 
 async def settle(service: PluginService) -> None:
