@@ -19,7 +19,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -88,6 +88,25 @@ TINY = ("import time\nk = get_ipython().kernel\nend, n = time.monotonic() + 10, 
         "    k.session.send(k.iopub_socket, 'stream', {'name': 'stderr', 'text': '.'}, "
         "parent=k.get_parent())\n    n += 1\n"
         "time.sleep(3)")  # the kernel's own PUB queue drains (it would drop the cell's idle)
+# what the guard drops or refuses, each sent 2000 times from each of HOSTILE sandboxes; every
+# cell ends with a real reply and prints "done" (a dropped message costs the cell nothing)
+_KERNEL = "k = get_ipython().kernel\ns = k.iopub_socket\nfor _ in range(2000):\n"
+MALFORMED = (_KERNEL + "    s.send_multipart([b'<IDS|MSG>', b'', b'{}', b'{}', b'{}', b'{}'])\n"
+             "    s.send_multipart([b'garbage'])\n"
+             "    s.send_multipart([b'<IDS|MSG>', b'bad', b'[', b'{}', b'{}', b'{}'])\n"
+             "print('done')")
+FORGED = (_KERNEL + "    k.session.send(s, 'stream', {'name': 'stdout', 'text': 'forged'}, "
+          "parent={'msg_id': 'someone-else'})\n"
+          "    k.session.send(s, 'status', {'execution_state': 'idle'}, "
+          "parent={'msg_id': 'someone-else'})\n"
+          "print('done')")
+MIME = ("k = get_ipython().kernel\nfor _ in range(20):\n"
+        "    k.session.send(k.iopub_socket, 'display_data', {'data': {f'x/{i}': '' for i in "
+        "range(5000)}, 'metadata': {}}, parent=k.get_parent())\nprint('done')")
+COMM = (_KERNEL + "    k.session.send(s, 'comm_open', {'comm_id': 'c', 'target_name': 't', "
+        "'data': {}}, parent=k.get_parent())\n"
+        "    k.session.send(s, 'input_request', {'prompt': '', 'password': False}, "
+        "parent=k.get_parent())\nimport time; time.sleep(1)\nprint('done')")
 WATCH_SAMPLES = 20  # bystander 1+1s in the idle baseline and while the CPU spins
 SLEEP_TIMEOUT = 2.0
 
@@ -257,6 +276,25 @@ def tiny_messages(lab: Lab) -> Observed:
     delivered = sum(len(r.stderr) for r in runs)
     return Observed(f"{len(runs)} of {HOSTILE} cells ran 10 s: {sent} messages sent, {delivered} "
                     "delivered (200/s per sandbox; the kernel's own PUB drops the rest)", [again])
+
+
+def _refused(code: str, what: str, seen: str = "") -> Callable[[Lab], Observed]:
+    """A row for messages the guard drops or refuses: every attacker's cell still ends (with
+    ``done``), ``seen`` (if given) never reaches a client, and the attackers answer after."""
+    def attack(lab: Lab) -> Observed:
+        with _hostile(lab, code) as (sessions, results):
+            ended = time.monotonic()
+            again = recovered(f"all {HOSTILE} attackers answer 1+1", ended,
+                              lambda: all(answers(s) for s in sessions))
+        runs = [r for r in results if isinstance(r, sandcell.Execution)]
+        done = sum(1 for r in runs if r.stdout.strip().endswith("done"))
+        leaked = sum(1 for r in runs if seen and seen in r.stdout)
+        notes = {r.stderr.strip()[:60] for r in runs if r.stderr.strip()}
+        note = f"; notice: '{_short(sorted(notes)[0], 60)}'" if notes else ""
+        return Observed(f"{done} of {HOSTILE} cells ended normally ({what})"
+                        + (f", '{seen}' shown {leaked} times" if seen else "") + note, [again])
+
+    return attack
 
 
 def kernel_suicide(lab: Lab) -> Observed:
@@ -469,6 +507,14 @@ FAULTS = [
     Fault("flood", "output flood", output_flood),
     Fault("huge", f"{HOSTILE} hostile kernels: one 100 MB message each", huge_messages),
     Fault("tiny", f"{HOSTILE} hostile kernels: tiny messages for 10 s", tiny_messages),
+    Fault("malformed", f"{HOSTILE} hostile kernels: unsigned, garbage and bad-JSON frames",
+          _refused(MALFORMED, "6000 malformed frames each dropped and counted")),
+    Fault("forged", f"{HOSTILE} hostile kernels: output and idle under a forged parent",
+          _refused(FORGED, "4000 forged messages each", seen="forged")),
+    Fault("mime", f"{HOSTILE} hostile kernels: display_data with 5000 MIME types",
+          _refused(MIME, "20 bundles each refused")),
+    Fault("comm", f"{HOSTILE} hostile kernels: comm_open and input_request floods",
+          _refused(COMM, "2000 of each, over the per-type rate")),
     Fault("suicide", "kernel suicide (os.kill self -9)", kernel_suicide),
     Fault("sleep", f"time.sleep(10**6), per-call timeout {SLEEP_TIMEOUT:g} s", long_sleep),
     Fault("removed", "container removed behind the gateway's back", container_removed),
