@@ -2,8 +2,11 @@
 
 Scenarios (``--scenarios``, comma-separated; default all): ready (time to a ready kernel),
 first (new kernel to first 1+1 result), roundtrip (1+1), stream (10 MB stdout),
-concurrency, footprint, plugins, faults (the attack/fault table of ``python -m bench.faults``,
-written beside ``--json`` as ``faults.json``).
+concurrency, footprint, plugins, and the benches that run on their own too, each with its
+defaults and its table, written beside ``--json`` under its own name: faults
+(``python -m bench.faults``), cost (``python -m bench.sandbox_cost``, a fresh sandbox phase by
+phase), churn (``python -m bench.churn``, sandboxes under sustained load) and calculator
+(``python -m bench.calculator``, the calculator API under sustained load).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from pathlib import Path
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
-from . import baselines, concurrency, faults, footprint, latency, throughput
+from . import (baselines, calculator, churn, concurrency, faults, footprint, latency,
+               sandbox_cost, throughput)
 from .plugins import plugin_samples
 from .stats import FIRST, READY, ROUND_TRIP, STREAM, Sample, Target, table, targets_table
 
 SCENARIOS = ("ready", "first", "roundtrip", "stream", "concurrency", "footprint", "plugins",
-             "faults")
+             "faults", "cost", "churn", "calculator")
+OWN_TABLES = {"faults", "cost", "churn", "calculator"}  # benches with a table of their own
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -125,21 +130,32 @@ def _pick(want: set[str], runners: dict[str, Callable[[], list[Sample]]]) -> lis
 
 def main() -> None:
     args = parse_args()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     ensure_images(["python"])
     samples = run_baselines(args.scenarios, args.runs)
     samples += run_sandcell(args.scenarios, args.runs)
     samples += run_big_pool(args.scenarios, args.runs, args.concurrency)
     if "plugins" in args.scenarios:
         samples += plugin_samples(max(3, args.runs // 5))
-    if args.scenarios - {"faults"}:
+    if args.scenarios - OWN_TABLES:
         print(table(samples, BASELINES))
         print()
         print(targets_table(TARGETS, samples))
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
         print(f"\nwrote {args.json}")
     if "faults" in args.scenarios:
         run_faults(args.json.with_name("faults.json"))
+    if "cost" in args.scenarios:
+        text, results = sandbox_cost.run(10, [""])
+        print(f"\n{text}")
+        args.json.with_name("sandbox_cost.json").write_text(json.dumps(results, indent=2))
+    if "churn" in args.scenarios:
+        print()
+        churn.report(churn.run(churn.Plan()), args.json.with_name("churn.json"))
+    if "calculator" in args.scenarios:
+        print()
+        calculator.report(calculator.run(calculator.Plan(400, 8)),
+                          args.json.with_name("calculator.json"))
 
 
 def run_faults(path: Path) -> None:

@@ -43,6 +43,8 @@ from sandcell_gateway.config import default_plugins_dir
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess, wait_for
 
+from .cpu import CORES, container_cpu
+
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -64,7 +66,6 @@ execute_burst = 1000000
 SYSTEMS = ("baseline (per_call)", "sandcell (shared)")
 ONE, EIGHT, INVOKE = ("calculator API, one client back to back", "calculator API, 8 clients",
                       "plugin invoke, reused worker")
-CORES = os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -113,21 +114,8 @@ class CpuMeter:
     def _containers(self) -> float:
         total = 0.0
         for summary in self.docker.containers(filters={"label": f"org.sandcell.gateway={self.gateway_id}"}):
-            total += _container_cpu(summary["Id"])
+            total += container_cpu(summary["Id"])
         return total
-
-
-def _container_cpu(container_id: str) -> float:
-    """cgroup v1 or v2 CPU seconds of a running container (0 if its cgroup is not readable)."""
-    for path in (f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage",
-                 f"/sys/fs/cgroup/cpu,cpuacct/docker/{container_id}/cpuacct.usage"):
-        if os.path.exists(path):
-            return int(Path(path).read_text()) / 1e9
-    path = f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"
-    if os.path.exists(path):
-        usage = dict(line.split() for line in Path(path).read_text().splitlines())
-        return int(usage["usage_usec"]) / 1e6
-    return 0.0
 
 
 def per_call_plugins(target: Path) -> Path:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import _create_container_args
 from docker.types import LogConfig
 
 from .config import GatewayConfig, Limits
@@ -147,17 +148,35 @@ class DockerBackend:
         return docker.from_env(max_pool_size=16)
 
     async def launch(self, spec: LaunchSpec) -> str:
+        container_id = await self.create(spec)
+        try:
+            await self.start(container_id)
+        except BaseException:
+            await self.run(self._remove_now, container_id)
+            raise
+        return container_id
+
+    async def create(self, spec: LaunchSpec) -> str:
+        """Create (not start) ``spec``'s container, hardened, labelled; its id."""
         labels = {**self.labels, **{LABEL_PREFIX + k: v for k, v in spec.labels.items()},
                   LABEL_PREFIX + "sandbox": spec.instance_id,
                   LABEL_PREFIX + "template": spec.template}
         volumes = {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
                    for m in spec.mounts}
         runtime = {"runtime": spec.oci_runtime} if spec.oci_runtime else {}
-        container = await self.run(
-            self.client.containers.run, spec.image, detach=True, labels=labels, volumes=volumes,
-            environment={"HOME": SANDBOX_HOME, **spec.environment},
-            **runtime, **run_options(spec.limits, self._uid))
-        return str(container.id)
+        options = {"image": spec.image, "detach": True, "labels": labels, "volumes": volumes,
+                   "environment": {"HOME": SANDBOX_HOME, **spec.environment},
+                   **runtime, **run_options(spec.limits, self._uid)}
+        return await self.run(self._create_now, options)
+
+    def _create_now(self, options: dict[str, Any]) -> str:
+        # docker-py's containers.create()/run() inspect the new container to return a model
+        # object: one more daemon round trip per sandbox for an id the create already gave
+        args = _create_container_args({**options, "version": self.client.api.api_version})
+        return str(self.client.api.create_container(**args)["Id"])
+
+    async def start(self, container_id: str) -> None:
+        await self.run(self.client.api.start, container_id)
 
     async def remove(self, container_id: str) -> None:
         await self.run(self._remove_now, container_id)

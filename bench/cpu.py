@@ -1,0 +1,62 @@
+"""CPU meters for the sandbox benchmarks: the whole machine, the container engine, a container.
+
+Under load, CPU per sandbox is the currency: two cores can produce at most
+``2 / cpu_per_sandbox`` sandboxes a second, whatever the pool does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+CORES = os.cpu_count() or 1
+# The container engine's processes, by their (15-character) comm: the daemons, each
+# container's shim (whose children, runc among them, it reaps into its own count), runc, and
+# the FUSE overlay mounts of the fuse-overlayfs storage driver. Not ``runc:[2:INIT]``: that is
+# the container's own first process before it execs the entrypoint.
+ENGINE = {"dockerd", "containerd", "runc", "fuse-overlayfs"}
+SHIM = "containerd-shim"
+
+
+def machine_cpu() -> float:
+    """CPU seconds the machine spent busy (all cores, all processes) since boot."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def engine_cpu() -> float:
+    """CPU seconds of the container engine's live processes (their reaped children included)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited while we looked
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        if comm in ENGINE or comm.startswith(SHIM):
+            fields = text.rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def container_cpu(container_id: str) -> float:
+    """CPU seconds a running container's cgroup used (cgroup v1 or v2; 0 when unreadable)."""
+    for path in (f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage",
+                 f"/sys/fs/cgroup/cpu,cpuacct/docker/{container_id}/cpuacct.usage"):
+        if os.path.exists(path):
+            return int(Path(path).read_text()) / 1e9
+    path = f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"
+    if os.path.exists(path):
+        usage = dict(line.split() for line in Path(path).read_text().splitlines())
+        return int(usage["usage_usec"]) / 1e6
+    return 0.0
+
+
+def idle_rate(seconds: float = 3.0) -> float:
+    """Cores the machine keeps busy with nothing of ours running (others' work, noise)."""
+    before, started = machine_cpu(), time.perf_counter()
+    time.sleep(seconds)  # a measurement window, not a synchronisation
+    return (machine_cpu() - before) / (time.perf_counter() - started)
