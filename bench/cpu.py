@@ -6,8 +6,10 @@ Under load, CPU per sandbox is the currency: two cores can produce at most
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -27,19 +29,36 @@ def machine_cpu() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
-def engine_cpu() -> float:
-    """CPU seconds of the container engine's live processes (their reaped children included)."""
-    total = 0
+@dataclasses.dataclass(frozen=True)
+class EngineProcess:
+    cpu: float  # seconds, its reaped children included
+    command: bytes  # its command line, NUL-separated
+
+
+def engine_processes() -> dict[int, EngineProcess]:
+    """Each live container-engine process."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            if comm in ENGINE or comm.startswith(SHIM):
+                fields = text.rsplit(")", 1)[1].split()
+                command = (stat.parent / "cmdline").read_bytes()
+                found[int(stat.parent.name)] = EngineProcess(
+                    sum(int(f) for f in fields[11:15]) / TICK, command)
         except OSError:  # it exited while we looked
             continue
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        if comm in ENGINE or comm.startswith(SHIM):
-            fields = text.rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / TICK
+    return found
+
+
+def engine_delta(before: dict[int, EngineProcess], after: dict[int, EngineProcess],
+                 mine: Callable[[bytes], bool] = lambda command: True) -> float:
+    """What the engine processes whose command line is ``mine`` spent between two snapshots.
+    Per process, so one that exited in between (another container's shim) takes nothing
+    away; its last moments are lost."""
+    return sum(p.cpu - (before[pid].cpu if pid in before else 0.0)
+               for pid, p in after.items() if mine(p.command))
 
 
 def container_cpu(container_id: str) -> float:
