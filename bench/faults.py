@@ -89,7 +89,9 @@ TINY = ("import time\nk = get_ipython().kernel\nend, n = time.monotonic() + 10, 
         "parent=k.get_parent())\n    n += 1\n"
         "time.sleep(3)")  # the kernel's own PUB queue drains (it would drop the cell's idle)
 # what the guard drops or refuses, each sent 2000 times from each of HOSTILE sandboxes; every
-# cell ends with a real reply and prints "done" (a dropped message costs the cell nothing)
+# cell ends with a real reply and prints "done" (a dropped message costs the cell nothing).
+# Thousands at once overflow the kernel's own IOPub queue (ZMQ's high-water mark, 1000): the
+# floods that queue there pause 3 s, as TINY does, so their own "done" and idle are not lost
 _KERNEL = "k = get_ipython().kernel\ns = k.iopub_socket\nfor _ in range(2000):\n"
 MALFORMED = (_KERNEL + "    s.send_multipart([b'<IDS|MSG>', b'', b'{}', b'{}', b'{}', b'{}'])\n"
              "    s.send_multipart([b'garbage'])\n"
@@ -99,14 +101,14 @@ FORGED = (_KERNEL + "    k.session.send(s, 'stream', {'name': 'stdout', 'text': 
           "parent={'msg_id': 'someone-else'})\n"
           "    k.session.send(s, 'status', {'execution_state': 'idle'}, "
           "parent={'msg_id': 'someone-else'})\n"
-          "print('done')")
+          "import time; time.sleep(3)\nprint('done')")  # as TINY: its own PUB queue drains
 MIME = ("k = get_ipython().kernel\nfor _ in range(20):\n"
         "    k.session.send(k.iopub_socket, 'display_data', {'data': {f'x/{i}': '' for i in "
         "range(5000)}, 'metadata': {}}, parent=k.get_parent())\nprint('done')")
 COMM = (_KERNEL + "    k.session.send(s, 'comm_open', {'comm_id': 'c', 'target_name': 't', "
         "'data': {}}, parent=k.get_parent())\n"
         "    k.session.send(s, 'input_request', {'prompt': '', 'password': False}, "
-        "parent=k.get_parent())\nimport time; time.sleep(1)\nprint('done')")
+        "parent=k.get_parent())\nimport time; time.sleep(3)\nprint('done')")
 WATCH_SAMPLES = 20  # bystander 1+1s in the idle baseline and while the CPU spins
 SLEEP_TIMEOUT = 2.0
 

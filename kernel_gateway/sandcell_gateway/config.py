@@ -28,6 +28,9 @@ Example ``sandcell.toml``::
     [plugins]
     dir = "plugins"          # a directory of plugin directories, each with a plugin.json
     min_ready = 1            # warm workers kept per plugin
+    max_worker_message_bytes = 4194304  # one gRPC message from a worker; over it the call fails
+    max_output_bytes = 67108864         # one call's output, all result chunks together
+    max_events_per_second = 50.0        # progress + log events per call; past it dropped
 
     [tenants.alice]          # one table per tenant; its token is stored hashed only
     token_sha256 = "9f86d0..."   # `sandcell tenants hash-token` (token on stdin)
@@ -46,6 +49,7 @@ the claimed sandboxes of all tenants together.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tempfile
@@ -110,6 +114,19 @@ def default_plugins_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "plugins"
 
 
+MIN_WORKER_MESSAGE = 2 * 1024 * 1024  # a 1 MiB result chunk and its framing, with room
+MAX_GRPC_MESSAGE = 2**31 - 1
+
+
+def _whole(where: str, value: Any, low: int, high: int | None, why: str) -> None:
+    """A byte count: a whole number in [low, high] (high None: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low \
+            or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{where} must be a whole number of bytes {bound}"
+                          f"{f' ({why})' if why else ''}, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PluginsConfig:
     """The plugin runtime: where manifests are found and how many warm workers to keep.
@@ -126,10 +143,32 @@ class PluginsConfig:
     claim_timeout: float = 30.0
     invoke_timeout: float = 60.0  # per call, unless the manifest or the request says less
     limits: Limits = Limits(memory="256m", pids=64, tmp_size="64m", workspace_size="64m")
+    # A worker runs the plugin's code, so what it sends is untrusted (docs/plugins.md):
+    # one gRPC message from it (the gateway channel's receive limit; over it the call fails
+    # ``message_too_large``). The Python kit sends outputs in 1 MiB chunks.
+    max_worker_message_bytes: int = 4 * 1024 * 1024
+    # all of one call's result chunks together; over it the call fails ``output_too_large``
+    max_output_bytes: int = 64 * 1024 * 1024
+    # progress and log events of one call, per second (bursts of two seconds' worth); the
+    # rest of a flood is dropped: they are advice, and each one costs every client a message
+    max_events_per_second: float = 50.0
 
     def __post_init__(self) -> None:
         if self.min_ready < 0 or self.max_total < 1 or self.min_ready > self.max_total:
             raise ConfigError("[plugins]: need 0 <= min_ready <= max_total and max_total >= 1")
+        _whole("[plugins] max_worker_message_bytes", self.max_worker_message_bytes,
+               MIN_WORKER_MESSAGE, MAX_GRPC_MESSAGE,
+               "the Python kit sends outputs in 1 MiB chunks; gRPC's limit is an int32")
+        _whole("[plugins] max_output_bytes", self.max_output_bytes, 1, None, "")
+        rate = self.max_events_per_second
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
+            raise ConfigError("[plugins] max_events_per_second must be a finite number > 0 "
+                              f"(progress and log events per second of one call), got {rate!r}")
+
+    @property
+    def events_burst(self) -> int:
+        """Progress and log events a call may send at once: two seconds' worth."""
+        return max(1, int(2 * self.max_events_per_second))
 
 
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@\s]+$")  # scheme://host[:port], no path

@@ -43,9 +43,10 @@ OUTPUT_TYPES = frozenset(
 # A MIME bundle with more types than this is refused: a real one has a handful (text/plain,
 # text/html, image/png, ...), and each key costs the gateway and every client a lookup.
 MAX_MIME_KEYS = 64
-# comm_open / input_request a kernel may send per second (bursts of 5 s): widgets open a few,
-# a flood only fills its clients' queues
+# comm_open / input_request a kernel may send per second (bursts of TYPE_BURST_SECONDS):
+# widgets open a few, a flood only fills its clients' queues
 TYPE_RATES = {"comm_open": 20.0, "input_request": 20.0}
+TYPE_BURST_SECONDS = 5
 
 
 class KernelGone(Exception):
@@ -113,7 +114,8 @@ class KernelConnection:
         self._guard = guard
         self._max_message_bytes = max_message_bytes
         self.dropped: collections.Counter[str] = collections.Counter()
-        self._type_buckets = {t: TokenBucket(rate, int(rate * 5)) for t, rate in TYPE_RATES.items()}
+        self._type_buckets = {t: TokenBucket(rate, int(rate * TYPE_BURST_SECONDS))
+                              for t, rate in TYPE_RATES.items()}
         self.death_reason = ""
         self._session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256",
                                 username="sandcell")

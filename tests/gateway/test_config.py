@@ -43,3 +43,37 @@ def test_bad_files_are_clear_errors(tmp_path: Path, text: str, words: str) -> No
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert words in str(info.value)
+
+
+def test_the_plugin_worker_limits_are_config_keys(tmp_path: Path) -> None:
+    path = tmp_path / "sandcell.toml"
+    path.write_text("[plugins]\nmax_worker_message_bytes = 8388608\nmax_output_bytes = 1024\n"
+                    "max_events_per_second = 5\n")
+    plugins = load_config(path).plugins
+    assert (plugins.max_worker_message_bytes, plugins.max_output_bytes) == (8 << 20, 1024)
+    assert (plugins.max_events_per_second, plugins.events_burst) == (5, 10)
+    defaults = load_config().plugins
+    assert (defaults.max_worker_message_bytes, defaults.max_output_bytes,
+            defaults.max_events_per_second) == (4 << 20, 64 << 20, 50.0)
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("max_worker_message_bytes = 1048576",
+     "max_worker_message_bytes must be a whole number of bytes between 2097152 and 2147483647"),
+    ("max_worker_message_bytes = 4294967296", "gRPC's limit is an int32), got 4294967296"),
+    ("max_worker_message_bytes = '4m'",
+     "(the Python kit sends outputs in 1 MiB chunks; gRPC's limit is an int32), got '4m'"),
+    ("max_output_bytes = 0",
+     "[plugins] max_output_bytes must be a whole number of bytes >= 1, got 0"),
+    ("max_output_bytes = 1.5", "max_output_bytes must be a whole number of bytes >= 1, got 1.5"),
+    ("max_events_per_second = 0", "max_events_per_second must be a finite number > 0"),
+    ("max_events_per_second = inf", "max_events_per_second must be a finite number > 0"),
+    ("max_events_per_second = nan", "max_events_per_second must be a finite number > 0"),
+    ("max_events_per_second = true", "(progress and log events per second of one call), got True"),
+])
+def test_bad_plugin_worker_limits_are_clear_errors(tmp_path: Path, line: str, words: str) -> None:
+    path = tmp_path / "sandcell.toml"
+    path.write_text(f"[plugins]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert words in str(info.value)

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,8 @@ from sandcell_gateway.config import GatewayConfig, PluginsConfig, TenantConfig
 from sandcell_gateway.errors import ServiceUnavailable
 from sandcell_gateway.fake_runtime import FakeContainer, FakeRuntime
 from sandcell_gateway.plugins.registry import InvalidInput, PluginManifest, PluginRegistry
-from sandcell_gateway.plugins import service as service_module
-from sandcell_gateway.plugins.service import EVENT_BURST, PluginFailed, PluginService
-from sandcell_gateway.plugins.workers import MAX_WORKER_MESSAGE, SOCKET_NAME
+from sandcell_gateway.plugins.service import PluginFailed, PluginService
+from sandcell_gateway.plugins.workers import SOCKET_NAME
 from sandcell_gateway.tenants import Tenant
 from sandcell_plugin import Context, plugin
 from sandcell_plugin.host import start_server
@@ -92,11 +92,13 @@ class InProcessRuntime(FakeRuntime):
 
 
 @contextlib.asynccontextmanager
-async def running_service(tmp_path: Path, **changes: Any) -> AsyncIterator[PluginService]:
+async def running_service(tmp_path: Path, limits: dict[str, Any] | None = None,
+                          **changes: Any) -> AsyncIterator[PluginService]:
+    """A service of one test plugin; ``limits``: [plugins] keys, ``changes``: its manifest's."""
     short = Path(tempfile.mkdtemp(prefix="sc-"))  # UNIX socket paths max out at ~107 bytes
     config = GatewayConfig(state_dir=short / "s", port=0,
                            plugins=PluginsConfig(dir=tmp_path, min_ready=1, max_total=4,
-                                                 claim_timeout=10))
+                                                 claim_timeout=10, **(limits or {})))
     manifest = dataclasses.replace(PluginManifest.load(TESTDATA / "sandcell_test_plugin"), **changes)
     runtime = InProcessRuntime(manifest)
     plugins = PluginService(config, runtime, PluginRegistry([manifest]))
@@ -409,28 +411,64 @@ async def test_a_fresh_plugin_never_gives_a_worker_back(service: PluginService) 
 async def test_a_progress_flood_is_capped_and_the_result_still_arrives(
         service: PluginService) -> None:
     await wait_ready(service)
+    started = time.monotonic()
     got = await events(service, {"mode": "flood"})
+    took = time.monotonic() - started
     progress = sum(1 for e in got if e["msg_type"] == "progress")
-    # the burst plus 50 a second for as long as the flood lasted (well under 5000)
-    assert EVENT_BURST <= progress < 1000, progress
+    limits = PluginsConfig()  # the defaults: 50 a second, bursts of 100
+    assert limits.events_burst <= progress <= limits.events_burst \
+        + limits.max_events_per_second * took + 1, (progress, took)
+    assert progress < 5000
     assert got[-1]["msg_type"] == "completed" and got[-1]["content"]["output"] == {"steps": 5000}
 
 
-async def test_an_output_over_the_limit_fails_and_is_let_go(
-        service: PluginService, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_module, "MAX_RESULT_BYTES", 2 << 20)  # "big" sends 3 MiB
-    await wait_ready(service)
-    got = await events(service, {"mode": "big"})
-    assert got[-1]["msg_type"] == "failed", got[-1]
-    assert got[-1]["content"]["code"] == "output_too_large"
-    await settle(service)  # a worker that failed is never reused
-    assert got[0]["content"]["worker_id"] in runtime_of(service).destroyed
+@pytest.mark.parametrize("rate", [5.0, 100_000.0])
+async def test_the_progress_rate_is_the_configured_one(tmp_path: Path, rate: float) -> None:
+    async with running_service(tmp_path, {"max_events_per_second": rate},
+                               isolation="per_call", max_invocations=1) as plugins:
+        await wait_ready(plugins)
+        started = time.monotonic()
+        got = await events(plugins, {"mode": "flood"})
+        took = time.monotonic() - started
+    progress = sum(1 for e in got if e["msg_type"] == "progress")
+    burst = plugins.config.plugins.events_burst
+    assert burst == int(2 * rate)
+    # 5000 sent: a low rate lets its burst and little more through, a high one all of them
+    assert min(5000, burst) <= progress <= min(5000, burst + rate * took + 1), (progress, took)
+    assert got[-1]["msg_type"] == "completed"
 
 
-async def test_a_message_over_the_channels_receive_limit_fails_the_call(
-        service: PluginService) -> None:
-    await wait_ready(service)
-    got = await events(service, {"mode": "shout"})
-    assert got[-1]["msg_type"] == "failed", got[-1]
-    assert got[-1]["content"]["code"] == "message_too_large"
-    assert str(MAX_WORKER_MESSAGE) in got[-1]["content"]["message"]
+@pytest.mark.parametrize(("limit", "ends"), [(None, "completed"), (2 << 20, "failed")])
+async def test_the_output_cap_is_the_configured_one(tmp_path: Path, limit: int | None,
+                                                    ends: str) -> None:
+    """"big" returns 3 MiB (three 1 MiB result chunks): under the 64 MiB default, over 2 MiB."""
+    config = {"max_output_bytes": limit} if limit else {}
+    async with running_service(tmp_path, config, isolation="per_call",
+                               max_invocations=1) as plugins:
+        await wait_ready(plugins)
+        got = await events(plugins, {"mode": "big"})
+        assert got[-1]["msg_type"] == ends, got[-1]
+        if ends == "failed":
+            assert got[-1]["content"]["code"] == "output_too_large"
+            assert "over 2097152 bytes ([plugins] max_output_bytes)" in \
+                got[-1]["content"]["message"]
+            await settle(plugins)  # a worker that failed is never reused
+            assert got[0]["content"]["worker_id"] in runtime_of(plugins).destroyed
+
+
+@pytest.mark.parametrize(("limit", "ends"), [(None, "failed"), (8 << 20, "completed")])
+async def test_the_channels_receive_limit_is_the_configured_one(
+        tmp_path: Path, limit: int | None, ends: str) -> None:
+    """"shout" sends one 5 MiB progress message: over the 4 MiB default, under 8 MiB."""
+    config = {"max_worker_message_bytes": limit} if limit else {}
+    async with running_service(tmp_path, config, isolation="per_call",
+                               max_invocations=1) as plugins:
+        await wait_ready(plugins)
+        got = await events(plugins, {"mode": "shout"})
+    assert got[-1]["msg_type"] == ends, got[-1]
+    if ends == "failed":
+        assert got[-1]["content"]["code"] == "message_too_large"
+        assert f"over {4 << 20} bytes ([plugins] max_worker_message_bytes)" in \
+            got[-1]["content"]["message"]
+    else:
+        assert len(got[1]["content"]["message"]) == 5 << 20  # the whole message came through

@@ -43,7 +43,7 @@ from ..tenants import Tenant, TokenBucket
 from .registry import PluginManifest, PluginRegistry
 from .reuse import IdleWorkers, reuse_key
 from ..wire import new_worker_id
-from .workers import MAX_WORKER_MESSAGE, Worker, WorkerLauncher, healthy
+from .workers import Worker, WorkerLauncher, healthy
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,6 @@ Event = dict[str, Any]
 # How often idle workers past their plugin's max_age are removed (a busy plugin's are also
 # checked at each claim); the longest an expired worker lingers idle.
 SWEEP_INTERVAL = 5.0
-# A worker's output, all its result chunks together: past it the call fails
-# (``output_too_large``) and the chunks are let go, so a worker cannot fill the gateway.
-MAX_RESULT_BYTES = 64 << 20
-# progress and log events a worker may send per second (bursts of EVENT_BURST); the rest of
-# a flood is dropped: they are advice, and each one costs every client a message
-EVENT_RATE, EVENT_BURST = 50.0, 100
 
 
 class PluginFailed(GatewayError):
@@ -123,15 +117,19 @@ class Invocation:
         call = self._worker.stub.Invoke(request, timeout=self._timeout)
         chunks: list[bytes] = []
         received, dropped = 0, 0
-        events = TokenBucket(EVENT_RATE, EVENT_BURST)
+        # a worker's output and its progress are untrusted: [plugins] bounds them (config.py)
+        limits = self._service.config.plugins
+        events = TokenBucket(limits.max_events_per_second, limits.events_burst)
         try:
             async for message in call:
                 kind = message.WhichOneof("event")
                 if kind == "result_chunk":
                     received += len(message.result_chunk.data)
-                    if received > MAX_RESULT_BYTES:
+                    if received > limits.max_output_bytes:
+                        # the chunks are let go, so a worker cannot fill the gateway
                         yield self._failed("output_too_large", f"{self.manifest.name}'s output "
-                                           f"is over {MAX_RESULT_BYTES} bytes")
+                                           f"is over {limits.max_output_bytes} bytes "
+                                           "([plugins] max_output_bytes)")
                         return
                     chunks.append(message.result_chunk.data)
                 elif kind in ("progress", "log") and events.take():
@@ -152,7 +150,7 @@ class Invocation:
             call.cancel()
             if dropped:
                 log.info("plugin %s: dropped %d progress/log events over %g a second",
-                         self.manifest.name, dropped, EVENT_RATE)
+                         self.manifest.name, dropped, limits.max_events_per_second)
 
     async def close(self) -> None:
         """Release the worker of an invocation whose events were never read."""
@@ -180,8 +178,10 @@ class Invocation:
             return self._failed("timeout", f"{self.manifest.name} did not finish within "
                                            f"{self._timeout:g}s; its worker was killed")
         if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            limit = self._service.config.plugins.max_worker_message_bytes
             return self._failed("message_too_large", f"{self.manifest.name}'s worker sent a "
-                                f"message over {MAX_WORKER_MESSAGE} bytes; it was removed")
+                                f"message over {limit} bytes ([plugins] "
+                                "max_worker_message_bytes); it was removed")
         if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             return self._failed("protocol_error", f"the worker refused the call: {exc.details()}")
         return await self._ended_early(f"gRPC {exc.code().name}: {exc.details()}")

@@ -36,14 +36,9 @@ from .registry import PluginManifest
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "ppp.sock"
-# One gRPC message a worker may send the gateway: its code runs there, so what it sends is
-# attacker-controlled. The kit sends outputs in 1 MiB chunks (sandcell_plugin/host.py); a
-# bigger message fails the call (``message_too_large``) before gRPC holds more of it.
-MAX_WORKER_MESSAGE = 4 << 20
 # Reconnect quickly while a fresh worker's socket appears (gRPC's default backoff is 1 s+).
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
-                   ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0),
-                   ("grpc.max_receive_message_length", MAX_WORKER_MESSAGE)]
+                   ("grpc.max_reconnect_backoff_ms", 100), ("grpc.enable_http_proxy", 0)]
 # A reused worker answers Health before its next call; one that cannot within this is
 # recycled and the caller gets another worker (a warm process answers in about a millisecond).
 HEALTH_TIMEOUT = 1.0
@@ -75,10 +70,15 @@ class Worker:
         return time.monotonic() - self.started
 
 
-def channel_for(conn_dir: Path) -> grpc.aio.Channel:
+def channel_for(conn_dir: Path, max_message_bytes: int) -> grpc.aio.Channel:
     """The one place a worker's channel is made: opened once per worker at launch and reused
-    for every call it serves (Health, Init, each Invoke), closed when it is destroyed."""
-    return grpc.aio.insecure_channel(f"unix:{conn_dir / SOCKET_NAME}", options=CHANNEL_OPTIONS)
+    for every call it serves (Health, Init, each Invoke), closed when it is destroyed.
+
+    The worker runs the plugin's code, so what it sends is attacker-controlled: a message over
+    ``max_message_bytes`` fails its call (``message_too_large``) before gRPC holds more of it.
+    """
+    options = [*CHANNEL_OPTIONS, ("grpc.max_receive_message_length", max_message_bytes)]
+    return grpc.aio.insecure_channel(f"unix:{conn_dir / SOCKET_NAME}", options=options)
 
 
 async def healthy(worker: Worker, timeout: float = HEALTH_TIMEOUT) -> bool:
@@ -125,7 +125,7 @@ class WorkerLauncher:
         container_id = ""
         try:
             container_id = await self._start_container(manifest, template, worker_id, conn_dir)
-            channel = channel_for(conn_dir)
+            channel = channel_for(conn_dir, self.config.plugins.max_worker_message_bytes)
             worker = Worker(worker_id, manifest.name, container_id, conn_dir, channel,
                             pb_grpc.PluginWorkerStub(channel))
             await self._wait_ready(worker, manifest)
