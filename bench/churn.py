@@ -4,7 +4,8 @@ Two gateways in one run, one after the other, each on the shipped templates but 
 config changes:
 
 * **baseline** (the old settings, or the TOML ``--baseline-config`` names): a fixed pool of
-  ``min_ready = 2`` (``adaptive = false``);
+  ``min_ready = 2`` (``adaptive = false``) of the image as it was before the leaner kernel
+  (``sandcell/python:baseline``, bench/baseline_image.py);
 * **sandcell**: the shipped defaults (the ready target follows the claim rate).
 
 Scenarios, on each gateway, all through the SDK as a user would write them:
@@ -39,6 +40,7 @@ import sandcell
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
+from .baseline_image import ensure_baseline_image
 from .cpu import CORES, idle_rate, machine_cpu
 
 BASELINE = """
@@ -46,6 +48,7 @@ BASELINE = """
 gateway_id = "{gateway_id}"
 
 [templates.python]
+image = "{image}"
 min_ready = 2
 max_total = 16
 adaptive = false
@@ -222,7 +225,10 @@ def run_system(system: str, config: str, plan: Plan, idle: float) -> list[Row]:
 def run(plan: Plan) -> list[Row]:
     ensure_images(["python"])
     idle = idle_rate()
-    baseline = plan.baseline_config.read_text() if plan.baseline_config else BASELINE
+    if plan.baseline_config is not None:
+        baseline = plan.baseline_config.read_text()
+    else:
+        baseline = BASELINE.replace("{image}", ensure_baseline_image())
     return (run_system(SYSTEMS[0], baseline, plan, idle)
             + run_system(SYSTEMS[1], SHIPPED, plan, idle))
 
@@ -269,7 +275,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of Poisson arrivals at 2 claims/s")
     parser.add_argument("--baseline-config", type=Path, default=None,
                         help="gateway TOML for the baseline ({gateway_id} where the id goes); "
-                             "default: a fixed pool of 2, as before adaptive sizing")
+                             "default: a fixed pool of 2 of the image before issue 13")
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

@@ -20,7 +20,7 @@ else the machine runs, so only a quiet machine gives their share). The sum over 
 Also measured, once per run in a throwaway container: the kernel's imports alone
 (``import ipykernel.kernelapp``, the process's own CPU), for the phase the kernel spends most in.
 
-The baseline, in the same run and interleaved sandbox by sandbox: the image as it was before
+The systems, in the same run and interleaved sandbox by sandbox: the image as it was before
 the leaner kernel (``bench/baseline_image.py`` builds ``sandcell/python:baseline`` from that
 commit's recipe). ``--runtimes`` adds OCI runtimes the daemon has registered.
 """
@@ -63,6 +63,8 @@ CONFIG = """
 gateway_id = "bench-cost-{stamp}"
 state_dir = "{state}"
 store_path = "{state}/store.sqlite"
+
+bind_image_dirs = "{bind}"
 
 [templates.python]
 image = "{image}"
@@ -172,14 +174,17 @@ class System:
 
 async def measure(systems: list[System], runs: int) -> None:
     """``runs`` sandboxes of each system, interleaved: the machine's noise hits all alike."""
-    backend = DockerBackend(systems[0].config)
+    backends = [DockerBackend(system.config) for system in systems]
     guard = KernelGuard(message_limits(systems[0].config), systems[0].config.state_dir / "relays")
     guard.reset()
+    for system, backend in zip(systems, backends, strict=True):
+        if await backend.run(backend.image_dirs_wanted):  # their one-time copy is not measured
+            await backend.run(backend.image_dirs.mounts, system.config.template("python").image)
     idle = idle_rate()
-    for system in systems:  # not counted: page cache, first connects
+    for system, backend in zip(systems, backends, strict=True):  # page cache, first connects
         await one_sandbox(system.config, backend, guard, idle)
     for _ in range(runs):
-        for system in systems:
+        for system, backend in zip(systems, backends, strict=True):
             system.samples.append(await one_sandbox(system.config, backend, guard, idle))
             image = system.config.template("python").image
             system.imports.append(await asyncio.to_thread(kernel_imports, image))
@@ -234,16 +239,18 @@ def as_json(samples: list[dict[str, Phase]], imports: list[float]) -> list[dict[
 
 def run(runs: int, runtimes: list[str], baseline: bool = True) -> tuple[str, dict[str, Any]]:
     ensure_images(["python"])
-    images = [("baseline image (before issue 13)", ensure_baseline_image())] if baseline else []
-    images.append(("sandcell image", "sandcell/python:latest"))
+    images = [("baseline (image before issue 13, overlay /usr)", ensure_baseline_image(),
+               "never")] if baseline else []
+    images += [("sandcell image, overlay /usr", "sandcell/python:latest", "never"),
+               ("sandcell image, bound /usr and /opt", "sandcell/python:latest", "always")]
     with tempfile.TemporaryDirectory() as state:
         systems = []
-        for label, image in images:
+        for label, image, bind in images:
             for runtime in runtimes:
                 name = f"{label}, {runtime or 'the default runtime'}"
                 path = Path(state) / f"gateway-{len(systems)}.toml"
                 path.write_text(CONFIG.format(stamp=int(time.time()), state=state, image=image,
-                                              runtime=runtime))
+                                              runtime=runtime, bind=bind))
                 systems.append(System(name, load_config(path)))
         asyncio.run(measure(systems, runs))
     tables = [table(s.name, s.samples, s.imports) for s in systems]

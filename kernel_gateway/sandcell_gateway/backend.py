@@ -33,6 +33,8 @@ from .config import GatewayConfig, Limits
 from .containers import (LABEL_PREFIX, SANDBOX_HOME, ContainerInfo, ExitListener, LaunchSpec,
                          sandbox_uid)
 from .errors import BackendUnavailable, GatewayError
+from .image_dirs import ImageDirs
+from .image_dirs import cache_dir as image_dirs_cache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +84,7 @@ class DockerBackend:
         self.reachable = True
         self.last_error = ""
         self._on_reachable: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
+        self._bind_image_dirs: bool | None = None  # decided at the first create
 
     @property
     def labels(self) -> dict[str, str]:
@@ -170,10 +173,25 @@ class DockerBackend:
         return await self.run(self._create_now, options)
 
     def _create_now(self, options: dict[str, Any]) -> str:
+        if self.image_dirs_wanted():
+            for mount in self.image_dirs.mounts(options["image"]):
+                options["volumes"][str(mount.source)] = {"bind": mount.target, "mode": "ro"}
         # docker-py's containers.create()/run() inspect the new container to return a model
         # object: one more daemon round trip per sandbox for an id the create already gave
         args = _create_container_args({**options, "version": self.client.api.api_version})
         return str(self.client.api.create_container(**args)["Id"])
+
+    def image_dirs_wanted(self) -> bool:
+        """Blocking (one ``docker info`` the first time)."""
+        if self._bind_image_dirs is None:
+            mode = self._config.bind_image_dirs
+            driver = self.client.info().get("Driver") if mode == "auto" else None
+            self._bind_image_dirs = mode == "always" or driver == "fuse-overlayfs"
+        return self._bind_image_dirs
+
+    @functools.cached_property
+    def image_dirs(self) -> ImageDirs:
+        return ImageDirs(image_dirs_cache(), self.client.api)
 
     async def start(self, container_id: str) -> None:
         await self.run(self.client.api.start, container_id)

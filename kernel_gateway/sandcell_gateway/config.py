@@ -282,6 +282,9 @@ class TenantConfig:
             raise ConfigError(f"{where}: create_rate and execute_rate must be > 0 (per second)")
 
 
+BIND_IMAGE_DIRS = ("auto", "always", "never")
+
+
 @dataclasses.dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway needs to start. Build with :func:`load_config`."""
@@ -307,6 +310,10 @@ class GatewayConfig:
     max_kernel_messages_per_second: float = 200.0
     max_kernel_bytes_per_second: int = 64 * 1024 * 1024  # per sandbox, likewise
     launch_concurrency: int = 2
+    # "auto": containers read their image's /usr and /opt from read-only copies, not through
+    # the fuse-overlayfs storage driver, when that is Docker's driver (image_dirs.py);
+    # "always", "never"
+    bind_image_dirs: str = "auto"
     refill_delay: float = 0.25  # a claim's refill waits this long while the pool still has one
     pool_memory_budget: str = "2g"  # ready sandboxes of all pools together, above their floors
     state_dir: Path = Path()
@@ -333,6 +340,9 @@ class GatewayConfig:
         if self.max_sandboxes < 0:
             raise ConfigError("[gateway]: max_sandboxes must be >= 0")
         _size(self.pool_memory_budget, "[gateway] pool_memory_budget")
+        if self.bind_image_dirs not in BIND_IMAGE_DIRS:
+            raise ConfigError(f"[gateway] bind_image_dirs must be one of "
+                              f"{', '.join(BIND_IMAGE_DIRS)}, got {self.bind_image_dirs!r}")
         if self.max_kernel_message_bytes < 65536:
             raise ConfigError("[gateway] max_kernel_message_bytes must be >= 65536 (64 KiB), "
                               f"got {self.max_kernel_message_bytes}")

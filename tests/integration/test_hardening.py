@@ -10,6 +10,7 @@ import docker
 import pytest
 
 import sandcell
+from sandcell_gateway import image_dirs
 
 from .conftest import Gateway, wait_for
 
@@ -25,8 +26,11 @@ def attempt(fn):
         return type(exc).__name__
 def connect():
     socket.create_connection(('1.1.1.1', 53), timeout=2)
-def write_root():
-    open('/usr/evil', 'w')
+def write_root():  # /usr and /opt may be read-only binds of the image's own (README)
+    outcomes = {attempt(lambda: open(path, 'w')) for path in ('/usr/evil', '/opt/evil', '/etc/evil')}
+    if outcomes != {'OSError'}:
+        raise ValueError(sorted(outcomes))
+    raise OSError('read-only')
 caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]
 print(os.getuid(), attempt(connect), attempt(write_root), caps,
       os.path.exists('/var/run/docker.sock'), sorted(os.listdir('/sys/class/net')),
@@ -66,13 +70,20 @@ def test_container_settings(client: sandcell.Client, gateway: Gateway) -> None:
         for container in container_of(gateway, session):
             host = container.attrs["HostConfig"]
             labels = container.labels
+            image_id = container.attrs["Image"]
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0
     assert not host.get("PortBindings") and not host.get("Privileged")
-    # the one bind: the per-sandbox ipc directory at /conn (README: no TCP needed at all)
-    [bind] = host.get("Binds") or []
-    assert bind.endswith(f"/{session.id}:/conn:rw"), bind
+    # the one writable bind: the per-sandbox ipc directory at /conn (README: no TCP needed at
+    # all); on fuse-overlayfs also the image's own /usr and /opt, read-only, from their copies
+    binds = host.get("Binds") or []
+    [conn] = [b for b in binds if b.endswith(":/conn:rw")]
+    assert conn.endswith(f"/{session.id}:/conn:rw"), binds
+    copy = image_dirs.cache_dir() / image_id.replace(":", "-")
+    on_fuse = docker.from_env().info()["Driver"] == "fuse-overlayfs"
+    assert sorted(set(binds) - {conn}) == ([f"{copy}/opt:/opt:ro", f"{copy}/usr:/usr:ro"]
+                                           if on_fuse else []), binds
     assert labels["org.sandcell.template"] == "python"
     assert labels["org.sandcell.sandbox"] == session.id
     assert labels["org.sandcell.gateway"] == gateway.gateway_id
