@@ -91,6 +91,8 @@ def test_kernel_manager_runs_in_a_sandbox_and_leaves_nothing(kernelspecs: Path, 
     kc = km.client()
     kc.start_channels()
     try:
+        # JEP 65, as ipykernel: a new subscriber is welcomed, so it knows IOPub is up
+        assert kc.get_iopub_msg(timeout=10)["msg_type"] == "iopub_welcome"
         outputs: list[str] = []
         reply = kc.execute_interactive(PROOF, timeout=30, output_hook=lambda m: outputs.append(
             m["content"].get("text", "")))
