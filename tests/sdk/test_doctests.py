@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["sandcell._config", "sandcell._core", "sandcell._exceptions", "sandcell._models", "sandcell._streaming"]
+MODULES = ["sandcell._config", "sandcell._core", "sandcell._exceptions", "sandcell._models",
+           "sandcell._streaming", "sandcell.jupyter._wire"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,7 +1,7 @@
 """Local ZMQ sockets on 127.0.0.1, relayed to a sandbox's channels WebSocket.
 
 jupyter_client connects to five sockets it believes are a local kernel's: shell, control and
-stdin (ROUTER), iopub (PUB) and hb (REP, answered here: the kernel's liveness is the
+stdin (ROUTER), iopub (XPUB: it welcomes each subscriber) and hb (REP, answered here: the kernel's liveness is the
 provisioner's ``poll``, not a heartbeat). Each client message is checked against the local
 key and forwarded as a v1 frame, its JSON parts untouched; each kernel message is signed with
 the local key and routed back to the socket identity that sent its parent request. The local
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import uuid
 from typing import Any
 
 import zmq
@@ -22,7 +23,8 @@ from jupyter_client.connect import KernelConnectionInfo
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from ._wire import DELIM, V1_PROTOCOL, Signer, decode_v1, encode_v1, json_part, split_zmq
+from ._wire import (DELIM, V1_PROTOCOL, Signer, decode_v1, encode_v1, json_part, split_zmq,
+                    welcome_parts)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ class ChannelBridge:
         self.signer = Signer(key)
         self.key = key
         self._sockets = {name: context.socket(zmq.ROUTER) for name in ROUTER_CHANNELS}
-        self._iopub = context.socket(zmq.PUB)
+        self._iopub = context.socket(zmq.XPUB)
+        self._iopub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber is welcomed, not the first
+        self._session = uuid.uuid4().hex
         self._hb = context.socket(zmq.REP)
         every = {**self._sockets, "iopub": self._iopub, "hb": self._hb}
         for sock in every.values():
@@ -68,7 +72,7 @@ class ChannelBridge:
         self._topic = b"kernel"
         self._tasks = [asyncio.ensure_future(self._from_client(name, sock))
                        for name, sock in self._sockets.items()]
-        self._tasks += [asyncio.ensure_future(self._heartbeat()),
+        self._tasks += [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._welcome()),
                         asyncio.ensure_future(self._to_upstream())]
 
     def connection_info(self) -> KernelConnectionInfo:
@@ -164,6 +168,20 @@ class ChannelBridge:
             log.debug("sandcell bridge: no client for a %s message; dropped", channel)
             return
         await sock.send_multipart([*idents, *signed])
+
+    async def _welcome(self) -> None:
+        """Welcome each new IOPub subscriber (JEP 65), as ipykernel does.
+
+        A client's ``wait_for_ready()`` is done once a ``kernel_info`` reply and any IOPub
+        message arrived; without a welcome it waited 0.2 s and asked again, because the
+        kernel's status for the first request was published before its SUB had joined.
+        """
+        while True:
+            frame = await self._iopub.recv()
+            if frame[:1] == b"\x01":  # a subscription (b"\x00" is an unsubscription)
+                parts = welcome_parts(frame[1:], self._session)
+                await self._iopub.send_multipart([frame[1:] or self._topic, DELIM,
+                                                  self.signer.sign(parts), *parts])
 
     async def _heartbeat(self) -> None:
         while True:

@@ -76,8 +76,9 @@ class RemoteKernel:
         try:
             kernel_id = await gateway.claim(self.template, env)
         except SandcellError as exc:
+            error = self._start_error(exc)  # before the release: it names the gateway's URL
             await self._release()  # jupyter_client calls no cleanup after a failed start
-            raise self._start_error(exc) from exc
+            raise error from exc
         Reaper.get().add(kernel_id, gateway.config.base_url, gateway.config.token)
         try:
             ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())

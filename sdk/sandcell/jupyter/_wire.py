@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import struct
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 DELIM = b"<IDS|MSG>"
@@ -82,6 +84,19 @@ def decode_v1(data: bytes) -> tuple[str, list[bytes]]:
         raise ValueError("v1 frame offsets out of order or past the end")
     channel = data[offsets[0]:offsets[1]].decode()
     return channel, [data[a:b] for a, b in zip(offsets[1:-1], offsets[2:])]
+
+
+def welcome_parts(subscription: bytes, session: str) -> list[bytes]:
+    """The four JSON parts of an ``iopub_welcome`` (JEP 65), as ipykernel sends a new subscriber.
+
+    >>> header, parent, metadata, content = welcome_parts(b"", "s")
+    >>> json_part(header)["msg_type"], parent, json_part(content)
+    ('iopub_welcome', b'{}', {'subscription': ''})
+    """
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": "iopub_welcome", "username": "sandcell",
+              "session": session, "date": datetime.now(timezone.utc).isoformat(), "version": "5.4"}
+    content = {"subscription": subscription.decode("utf-8", "replace")}
+    return [json.dumps(header).encode(), b"{}", b"{}", json.dumps(content).encode()]
 
 
 def json_part(part: bytes) -> dict[str, Any]:
