@@ -77,6 +77,7 @@ class Row:
     latencies: list[float]
     wall: float
     cpu: float  # seconds of CPU (gateway + workers + client) over the whole scenario
+    split: tuple[float, float, float] = (0.0, 0.0, 0.0)  # of which: gateway, workers, client
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -90,11 +91,17 @@ class Row:
     def cpu_ms(self) -> float:
         return self.cpu / len(self.latencies) * 1000
 
+    @property
+    def split_ms(self) -> str:
+        return " + ".join(f"{c / len(self.latencies) * 1000:.1f}" for c in self.split)
+
     def as_dict(self) -> dict[str, object]:
         return {"scenario": self.scenario, "system": self.system, "n": len(self.latencies),
                 "rate": round(self.rate, 2), "p50": round(self.pct(0.5), 3),
                 "p95": round(self.pct(0.95), 3), "p99": round(self.pct(0.99), 3),
-                "cpu_ms_per_request": round(self.cpu_ms, 3)}
+                "cpu_ms_per_request": round(self.cpu_ms, 3),
+                "cpu_ms_gateway_workers_client": [round(c / len(self.latencies) * 1000, 3)
+                                                  for c in self.split]}
 
 
 class CpuMeter:
@@ -105,11 +112,12 @@ class CpuMeter:
         self.pid, self.gateway_id = gw.process.pid, gw.gateway_id
         self.docker = docker.APIClient()
 
-    def read(self) -> float:
+    def read(self) -> tuple[float, float, float]:
+        """CPU seconds so far: the gateway's, its live containers', this client's."""
         ticks = os.sysconf("SC_CLK_TCK")
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         gateway = (int(fields[11]) + int(fields[12])) / ticks
-        return gateway + self._containers() + time.process_time()
+        return gateway, self._containers(), time.process_time()
 
     def _containers(self) -> float:
         total = 0.0
@@ -179,10 +187,12 @@ def invokes(gw: GatewayProcess, n: int) -> list[float]:
 
 def measure(scenario: str, system: str, meter: CpuMeter,
             run: Callable[[], list[float]]) -> Row:
-    cpu, wall = meter.read(), time.perf_counter()
+    before, wall = meter.read(), time.perf_counter()
     latencies = run()
-    wall, cpu = time.perf_counter() - wall, meter.read() - cpu
-    return Row(scenario, system, latencies, wall, cpu)
+    wall = time.perf_counter() - wall
+    (g0, w0, c0), (g1, w1, c1) = before, meter.read()
+    split = (g1 - g0, w1 - w0, c1 - c0)
+    return Row(scenario, system, latencies, wall, sum(split), split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,15 +231,17 @@ def run(plan: Plan) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    out = [f"| scenario | system | N | req/s | p50 | p95 | p99 | CPU per request | "
-           f"limit on {CORES} cores | vs baseline |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [("| scenario | system | N | req/s | p50 | p95 | p99 | CPU per request "
+            f"(gateway + workers + client) | limit on {CORES} cores | vs baseline |"),
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         base = next(r for r in rows if r.scenario == row.scenario and r.system == SYSTEMS[0])
         ratio = "baseline" if row is base else f"{row.rate / base.rate:.0f}x req/s, " \
             f"{base.pct(0.5) / row.pct(0.5):.0f}x faster p50"
         out.append(f"| {row.scenario} | {row.system} | {len(row.latencies)} | {row.rate:.1f} | "
                    f"{row.pct(0.5):.1f} ms | {row.pct(0.95):.1f} ms | {row.pct(0.99):.1f} ms | "
-                   f"{row.cpu_ms:.2f} ms | {CORES / row.cpu * len(row.latencies):.0f} req/s | {ratio} |")
+                   f"{row.cpu_ms:.2f} ms ({row.split_ms}) | "
+                   f"{CORES / row.cpu * len(row.latencies):.0f} req/s | {ratio} |")
     return "\n".join(out)
 
 
