@@ -13,7 +13,7 @@ from typing import Any
 
 from .agent import AgentConnection, agent_exit_reason
 from .config import DEFAULT_TENANT
-from .errors import KernelDied
+from .errors import BadRequest, KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
 from .provisioner import ContainerHandle
 from .wire import iso_time
@@ -158,6 +158,15 @@ class Sandbox:
         if pending is not None:
             pending.close()
         self._lock.release()
+
+    def require_agent(self) -> AgentConnection:
+        """The live sandbox's agent (files, commands), or the error that says why not."""
+        self._check_alive()
+        if self.agent is None:
+            raise BadRequest(f"sandbox {self.id}'s template {self.template!r} runs no agent "
+                             "(files and commands need one)", code="no_agent")
+        self.touch()
+        return self.agent
 
     def _check_alive(self) -> None:
         if self.dead:

@@ -60,9 +60,9 @@ def start_agent() -> int:
         code = 1
         try:
             os.setpgid(0, 0)  # signals meant for the kernel's group do not reach it
-            from sandcell_agent.server import main as agent_main
+            from sandcell_agent.server import run
 
-            code = agent_main(["--socket", AGENT_SOCKET])
+            code = run(AGENT_SOCKET, os.environ.get("HOME", "/home/sandbox"), "/tmp")
         except BaseException as exc:  # noqa: BLE001 - reported, then the process ends
             print(f"sandcell agent: {exc!r}", file=sys.stderr, flush=True)
         finally:

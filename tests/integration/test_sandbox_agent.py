@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import grpc
@@ -55,7 +56,9 @@ def test_the_kernel_sees_what_the_agent_writes(gateway: Gateway,
 def test_a_killed_agent_makes_the_sandbox_dead_with_a_clear_error(
         gateway: Gateway, session: sandcell.Session) -> None:
     pid = agent_of(gateway, session).Health(pb.HealthRequest(), timeout=10).pid
-    session.execute(f"import os, signal; os.kill({pid}, signal.SIGKILL)", timeout=30)
+    # the kernel may die before this cell's reply is sent: then the cell already says so
+    with contextlib.suppress(sandcell.SandboxError):
+        session.execute(f"import os, signal; os.kill({pid}, signal.SIGKILL)", timeout=30)
 
     def dead() -> bool:
         try:
