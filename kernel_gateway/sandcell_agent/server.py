@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -44,7 +43,15 @@ class Agent(rpc.SandboxAgentServicer):
 
     def WriteFile(self, request_iterator: Iterable[pb.WriteChunk],
                   context: grpc.ServicerContext) -> pb.FileInfo:
-        return _unary(context, lambda: self.files.write(request_iterator))
+        requests = iter(request_iterator)
+        try:
+            return self.files.write(requests)
+        except AgentError as exc:
+            # Read the rest first: a refusal while the client is still sending reaches it
+            # as its transport's "Internal error", not as this status (grpc aio).
+            for _ in requests:
+                pass
+            _abort(context, exc)
 
     def ListDir(self, request: pb.PathRequest, context: grpc.ServicerContext) -> pb.ListDirReply:
         return _unary(context, lambda: self.files.list(request.path))
@@ -111,13 +118,20 @@ def serve(socket_path: str, agent: Agent) -> grpc.Server:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: the kernel launcher calls run() and skips its import (~20 ms)
+
     parser = argparse.ArgumentParser(description="Sandcell's in-sandbox agent")
     parser.add_argument("--socket", default="/conn/agent.sock")
     parser.add_argument("--workspace", default=os.environ.get("HOME", "/home/sandbox"))
     parser.add_argument("--tmp", default="/tmp")
     args = parser.parse_args(argv)
-    agent = Agent(Roots(args.workspace, args.tmp))
-    server = serve(args.socket, agent)
+    return run(args.socket, args.workspace, args.tmp)
+
+
+def run(socket_path: str, workspace: str, tmp: str) -> int:
+    """Serve until SIGTERM or SIGINT, then kill the processes started and stop."""
+    agent = Agent(Roots(workspace, tmp))
+    server = serve(socket_path, agent)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
@@ -21,6 +22,7 @@ from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
 
 if TYPE_CHECKING:
+    from .files import FileService
     from .jupyter_service import JupyterService
     from .plugins.service import PluginService
 
@@ -75,6 +77,7 @@ class Deps:
     websocket_max_message_size: int = 10 << 20
     plugins: PluginService | None = None  # None: the plugin runtime is disabled
     cors: CorsPolicy = dataclasses.field(default_factory=CorsPolicy)  # default: CORS off
+    files: FileService | None = None  # files in sandboxes, through their agents
 
 
 @tornado.web.stream_request_body
@@ -129,13 +132,14 @@ class BaseHandler(tornado.web.RequestHandler):
             # data_received once the request is answered
             raise self._too_large()
 
-    def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         """Bodies stream in here (bounded), so no size gets past without a JSON 413."""
         if self._body_overflow:
-            return
+            return None
         self._body += chunk
         if len(self._body) > self.max_body_size:  # a chunked body without Content-Length
             self._body_overflow, self._body = True, bytearray()
+        return None
 
     def raw_body(self) -> bytes:
         if self._body_overflow:

@@ -99,6 +99,8 @@ class TemplateConfig:
     adaptive: bool = True
     ready_memory: str = "64m"  # what one warm idle sandbox holds, against pool_memory_budget
     runtime: str = ""  # OCI runtime Docker runs the containers with ("crun"); "": the daemon's
+    # the image runs the sandbox agent (files, commands); false for an image without it
+    agent: bool = True
 
     def __post_init__(self) -> None:
         if self.min_ready < 0 or self.max_total < 1 or self.min_ready > self.max_total:
@@ -298,6 +300,7 @@ class GatewayConfig:
     ready_timeout: float = 60.0
     interrupt_grace: float = 10.0
     max_body_size: int = 1024 * 1024
+    max_file_size: int = 100 * 1024 * 1024  # one upload through the files API; past it: 413
     websocket_max_message_size: int = 10 * 1024 * 1024  # Tornado's default; over it: close 1009
     max_output_bytes: int = 32 * 1024 * 1024  # per execution; beyond it output is dropped
     # One kernel message (all its parts); a bigger one kills its sandbox ("output message over

@@ -70,3 +70,10 @@ class KernelDied(GatewayError):
 
     status = 409
     code = "kernel_died"
+
+
+class InsufficientStorage(GatewayError):
+    """The sandbox's workspace (or /tmp) is full; nothing partial was left behind."""
+
+    status = 507
+    code = "insufficient_storage"

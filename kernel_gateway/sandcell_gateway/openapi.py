@@ -129,6 +129,58 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_FILE = {"$ref": "#/components/schemas/FileInfo"}
+_PATH_PARAM = {"name": "path", "in": "query", "required": True, "schema": {"type": "string"},
+               "description": "workspace-relative, or absolute inside /home/sandbox or /tmp"}
+SCHEMAS.update({
+    "FileInfo": {
+        "type": "object", "required": ["name", "path", "type", "size", "modified"],
+        "properties": {
+            "name": {"type": "string"}, "path": {"type": "string"},
+            "type": {"type": "string", "enum": ["file", "dir", "symlink", "other"]},
+            "size": {"type": "integer"}, "modified": {"type": "number"}}},
+    "Rename": {
+        "type": "object", "required": ["source", "destination"],
+        "properties": {"source": {"type": "string"}, "destination": {"type": "string"},
+                       "overwrite": {"type": "boolean", "default": False}}},
+})
+
+
+def _file_op(summary: str, responses: dict[str, Any], *extra: dict[str, Any],
+             path: bool = True) -> dict[str, Any]:
+    op = _op(summary, responses | _errors(400, 404, 409), by_id=True)
+    op["parameters"] += ([_PATH_PARAM] if path else []) + list(extra)
+    return op
+
+
+def _file_paths() -> dict[str, Any]:
+    """Files in a sandbox, through its agent (docs/api.md, "Files")."""
+    octets = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    recursive = {"name": "recursive", "in": "query", "schema": {"type": "boolean"}}
+    listed = _json({"type": "object", "properties": {"files": {"type": "array",
+                                                               "items": _FILE}}}, "entries")
+    upload = _file_op("Write the body to the file (atomic; parents made)",
+                      {"200": _json(_FILE, "written")} | _errors(413, 507))
+    upload["requestBody"] = {"required": True, "content": octets}
+    rename = _file_op("Rename a file or directory", {"200": _json(_FILE, "renamed")},
+                      path=False)
+    rename["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Rename"}}}}
+    prefix = "/api/v1/sandboxes/{sandbox_id}/files"
+    return {
+        prefix: {"get": _file_op("Read a file (streamed)", {"200": {
+                     "description": "the file's bytes", "content": octets}}),
+                 "put": upload,
+                 "delete": _file_op("Remove a file, or a directory (recursive=true if not "
+                                    "empty)", {"204": {"description": "removed"}}, recursive)},
+        f"{prefix}/list": {"get": _file_op("List a directory", {"200": listed})},
+        f"{prefix}/stat": {"get": _file_op("Describe a file", {"200": _json(_FILE, "info")})},
+        f"{prefix}/mkdir": {"post": _file_op("Make a directory (and its parents)",
+                                             {"201": _json(_FILE, "made")})},
+        f"{prefix}/rename": {"post": rename},
+    }
+
+
 _PLUGIN = {"$ref": "#/components/schemas/Plugin"}
 _NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _OPERATION_PARAM = {"name": "operation", "in": "path", "required": True,
@@ -209,7 +261,7 @@ def openapi_document(templates: list[str] | None = None,
     """The document; given this gateway's template and plugin names, it lists them as enums,
     so a client (or a fuzzer) knows which values the gateway accepts."""
     schemas = copy.deepcopy(SCHEMAS)
-    paths = _paths() | _plugin_paths()
+    paths = _paths() | _file_paths() | _plugin_paths()
     if templates:
         schemas["CreateSandbox"]["properties"]["template"]["enum"] = templates
     if plugins:

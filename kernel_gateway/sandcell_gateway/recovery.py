@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .agent import AgentConnection, AgentNotReady
 from .config import GatewayConfig
 from .containers import ContainerInfo
 from .kernel import KernelConnection, KernelGone
@@ -117,7 +118,8 @@ class Recovery:
                 # leaves (and shell's kernel_info would otherwise wait behind it)
                 await kernel.interrupt(timeout=self.adopt_timeout)
                 info = await kernel.wait_ready(self.adopt_timeout)
-        except (TimeoutError, KernelGone):
+                agent = await self._agent(handle)
+        except (TimeoutError, KernelGone, AgentNotReady):
             kernel.close()
             return None
         return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
@@ -125,4 +127,16 @@ class Recovery:
                        metadata=record.metadata, env=record.env,
                        public_id=record.id if record.id != record.instance_id else "",
                        language_info=dict(info.get("language_info") or record.language_info),
-                       tenant=record.tenant)
+                       tenant=record.tenant, agent=agent)
+
+    async def _agent(self, handle: ContainerHandle) -> AgentConnection | None:
+        """The sandbox's agent, proven to answer (its files and processes are the point too)."""
+        if not self.config.templates[handle.template].agent:
+            return None
+        agent = AgentConnection(handle.conn_dir)
+        try:
+            await agent.wait_ready(self.adopt_timeout)
+        except BaseException:
+            agent.close()
+            raise
+        return agent

@@ -1,4 +1,4 @@
-"""One sandbox: a container handle plus a live kernel connection, run one cell at a time."""
+"""One sandbox: a container handle, a live kernel connection (one cell at a time), its agent."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from .agent import AgentConnection, agent_exit_reason
 from .config import DEFAULT_TENANT
-from .errors import KernelDied
+from .errors import BadRequest, KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
 from .provisioner import ContainerHandle
 from .wire import iso_time
@@ -46,6 +47,7 @@ class Sandbox:
     public_id: str = ""  # set when a restart swaps in a new container under the old id
     language_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # from kernel_info
     tenant: str = DEFAULT_TENANT  # the owner: only its tenant's requests find this sandbox
+    agent: AgentConnection | None = None  # files and processes; None: a template without one
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property
@@ -72,7 +74,9 @@ class Sandbox:
 
     def mark_dead(self, reason: str = "its kernel stopped") -> None:
         if not self.dead:
-            self.death_reason = reason
+            # the launcher ends the kernel when the agent dies: the agent's death is the news
+            agent_reason = agent_exit_reason(self.handle.conn_dir) if self.agent else None
+            self.death_reason = agent_reason or reason
         self.dead = True
         self.kernel.fail_pending(self.death_reason)
 
@@ -154,6 +158,15 @@ class Sandbox:
         if pending is not None:
             pending.close()
         self._lock.release()
+
+    def require_agent(self) -> AgentConnection:
+        """The live sandbox's agent (files, commands), or the error that says why not."""
+        self._check_alive()
+        if self.agent is None:
+            raise BadRequest(f"sandbox {self.id}'s template {self.template!r} runs no agent "
+                             "(files and commands need one)", code="no_agent")
+        self.touch()
+        return self.agent
 
     def _check_alive(self) -> None:
         if self.dead:

@@ -10,14 +10,15 @@ import socket
 import tornado.httpserver
 import tornado.netutil
 
+from .app import make_app
 from .backend import DockerBackend
+from .base import Deps
 from .config import GatewayConfig
 from .cors import CorsPolicy
-from .app import make_app
-from .base import Deps
+from .files import FileService
 from .jupyter_service import JupyterService
-from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .plugins.service import PluginService
+from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .service import SandboxService
 from .tenants import Tenants
 
@@ -54,7 +55,8 @@ async def serve(config: GatewayConfig) -> None:
     server = tornado.httpserver.HTTPServer(
         make_app(Deps(service, tenants, jupyter, config.max_body_size, plugins=plugins,
                       websocket_max_message_size=config.websocket_max_message_size,
-                      cors=CorsPolicy(config.cors))),
+                      cors=CorsPolicy(config.cors),
+                      files=FileService(service, config.max_file_size))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from .agent import AgentConnection
 from .config import GatewayConfig, TemplateConfig
 from .containers import ContainerRuntime
 from .errors import BackendUnavailable, BadRequest, NotFound
@@ -97,16 +98,25 @@ class SandboxService:
     async def _launch(self, template: TemplateConfig, sandbox_id: str) -> Sandbox:
         handle = await self.kernels.launch(template, sandbox_id)
         kernel = self.connect(handle)
+        agent = AgentConnection(handle.conn_dir) if template.agent else None
         try:
             async with asyncio.timeout(self.config.ready_timeout):
-                info = await kernel.wait_ready(self.config.ready_timeout)
-                await kernel.warm_up()
+                # ready only when both have answered; they start side by side
+                info, _ = await asyncio.gather(self._kernel_ready(kernel),
+                                               _agent_ready(agent, self.config.ready_timeout))
         except BaseException:
             kernel.close()
+            if agent is not None:
+                agent.close()
             await self.kernels.remove(handle)
             raise
         return Sandbox(handle, kernel, interrupt_grace=self.config.interrupt_grace,
-                       language_info=dict(info.get("language_info") or {}))
+                       language_info=dict(info.get("language_info") or {}), agent=agent)
+
+    async def _kernel_ready(self, kernel: KernelConnection) -> dict[str, Any]:
+        info = await kernel.wait_ready(self.config.ready_timeout)
+        await kernel.warm_up()
+        return info
 
     def connect(self, handle: ContainerHandle) -> KernelConnection:
         """A connection to the container's kernel, every byte from it through the guard."""
@@ -130,6 +140,8 @@ class SandboxService:
     async def _destroy(self, sandbox: Sandbox) -> None:
         """Unreachable at once (kernel connection closed); the container goes in the background."""
         sandbox.kernel.close()
+        if sandbox.agent is not None:
+            sandbox.agent.close()
         self._reaper.remove(sandbox.handle)
 
     def _require_docker(self) -> None:
@@ -367,3 +379,8 @@ def _record(sandbox: Sandbox) -> SandboxRecord:
     return SandboxRecord(sandbox.id, sandbox.template, sandbox.handle.sandbox_id,
                          sandbox.handle.container_id, sandbox.tenant, sandbox.created_at,
                          sandbox.expires_at, sandbox.metadata, sandbox.env, sandbox.language_info)
+
+
+async def _agent_ready(agent: AgentConnection | None, deadline: float) -> None:
+    if agent is not None:
+        await agent.wait_ready(deadline)

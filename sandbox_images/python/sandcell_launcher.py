@@ -5,13 +5,22 @@ manager and provisioner (and, through them, ``importlib.metadata``'s entry point
 fifth of a fresh kernel's start, for code a kernel never runs. Here the package is registered
 without running that ``__init__``; its names still resolve, on first use, from the submodule
 that defines them. Anything going wrong falls back to the ordinary import.
+
+The sandbox agent (``sandcell_agent``: files and processes over gRPC on ``/conn/agent.sock``)
+is forked from here before the kernel imports anything: it shares this interpreter's start
+instead of paying for its own, and it imports only grpc and the standard library. The kernel
+watches it: when the agent dies, the kernel exits too, so the container stops and the gateway
+marks the sandbox dead, as for a dead kernel. Why the agent died is left in
+``/conn/agent.exit`` for the gateway to tell.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import threading
 import types
 from typing import Any
 
@@ -39,8 +48,50 @@ def lazy_package(name: str, submodules: tuple[str, ...]) -> types.ModuleType | N
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
     return module
 
+AGENT_SOCKET = "/conn/agent.sock"
+AGENT_EXIT = "/conn/agent.exit"  # why the agent stopped, for the gateway's error message
+AGENT_DIED = 3  # the kernel's exit code when it stops because the agent did
+
+
+def start_agent() -> int:
+    """Fork the agent (before any thread exists, so the fork is safe); return its pid."""
+    pid = os.fork()
+    if pid == 0:  # the agent; it never returns into the kernel's code
+        code = 1
+        try:
+            os.setpgid(0, 0)  # signals meant for the kernel's group do not reach it
+            from sandcell_agent.server import run
+
+            code = run(AGENT_SOCKET, os.environ.get("HOME", "/home/sandbox"), "/tmp")
+        except BaseException as exc:  # noqa: BLE001 - reported, then the process ends
+            print(f"sandcell agent: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    return pid
+
+
+def watch_agent(pid: int) -> None:
+    """End the kernel (and so the container) when the agent stops, saying why."""
+    def watch() -> None:
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            why = f"killed by signal {os.WTERMSIG(status)}"
+        else:
+            why = f"exited with code {os.waitstatus_to_exitcode(status)}"
+        try:
+            with open(AGENT_EXIT, "w") as out:
+                out.write(why)
+        except OSError:
+            pass  # the exit code still says it was the agent
+        print(f"sandcell-kernel: the sandbox agent {why}; stopping", file=sys.stderr, flush=True)
+        os._exit(AGENT_DIED)
+
+    threading.Thread(target=watch, name="sandcell-agent-watch", daemon=True).start()
+
 
 def main() -> None:
+    if os.environ.get("SANDCELL_AGENT", "1") != "0":
+        watch_agent(start_agent())
     if "jupyter_client" not in sys.modules:
         try:
             module = lazy_package("jupyter_client", SUBMODULES)

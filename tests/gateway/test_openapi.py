@@ -7,11 +7,11 @@ import tornado.web
 import yaml
 from openapi_spec_validator import validate
 
-from sandcell_gateway import handlers, jupyter_api
+from sandcell_gateway import files_handlers, handlers, jupyter_api
 from sandcell_gateway.openapi import jupyter_document, jupyter_swagger, openapi_document
 from sandcell_gateway.plugins import handlers as plugin_handlers
 
-ROUTES = [*handlers.ROUTES, *plugin_handlers.ROUTES]
+ROUTES = [*handlers.ROUTES, *files_handlers.ROUTES, *plugin_handlers.ROUTES]
 # The path parameter each route prefix names, in the OpenAPI document.
 PARAMETERS = {"/api/v1/sandboxes/": "{sandbox_id}", "/api/v1/plugins/": "{name}",
               "/api/v1/calculate/": "{operation}"}
