@@ -99,8 +99,10 @@ class TemplateConfig:
     adaptive: bool = True
     ready_memory: str = "64m"  # what one warm idle sandbox holds, against pool_memory_budget
     runtime: str = ""  # OCI runtime Docker runs the containers with ("crun"); "": the daemon's
-    # the image runs the sandbox agent (files, commands); false for an image without it
-    agent: bool = True
+    # run the sandbox agent (files, commands) beside the kernel, and wait for it at readiness.
+    # Off by default while its API is incomplete: it costs ~0.2 CPU-s per sandbox (grpc's
+    # import; docs/sandbox-cost.md)
+    agent: bool = False
 
     def __post_init__(self) -> None:
         if self.min_ready < 0 or self.max_total < 1 or self.min_ready > self.max_total:

@@ -59,7 +59,8 @@ class KernelProvisioner:
             container_id = await self.runtime.launch(LaunchSpec(
                 template.image, sandbox_id, template.name, template.limits,
                 mounts=(Mount(conn_dir, "/conn"),),
-                environment={"SANDCELL_CONNECTION_FILE": "/conn/kernel.json"},
+                environment={"SANDCELL_CONNECTION_FILE": "/conn/kernel.json",
+                             "SANDCELL_AGENT": "1" if template.agent else "0"},
                 oci_runtime=template.runtime))
         except BaseException:
             shutil.rmtree(conn_dir, ignore_errors=True)

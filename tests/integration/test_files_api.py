@@ -24,6 +24,7 @@ max_file_size = {MAX_FILE}
 [templates.python]
 min_ready = 1
 max_total = 4
+agent = true
 
 [templates.python.limits]
 workspace_size = "8m"

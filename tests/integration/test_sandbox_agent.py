@@ -16,11 +16,32 @@ from .conftest import Gateway, wait_for
 
 pytestmark = pytest.mark.docker
 
+CONFIG = """
+[gateway]
+gateway_id = "{gateway_id}"
+
+[templates.python]
+min_ready = 1
+max_total = 4
+agent = true
+
+[plugins]
+enabled = false
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with Gateway(tmp_path_factory.mktemp("agent"), CONFIG) as gw:
+        gw.wait_ready()
+        yield gw
+
 
 @pytest.fixture
-def session(client: sandcell.Client) -> Iterator[sandcell.Session]:
-    with client.sessions.create() as session:
-        yield session
+def session(gateway: Gateway) -> Iterator[sandcell.Session]:
+    with sandcell.Client(base_url=gateway.url, token=gateway.token) as client:
+        with client.sessions.create() as session:
+            yield session
 
 
 def agent_of(gateway: Gateway, session: sandcell.Session) -> rpc.SandboxAgentStub:
