@@ -111,6 +111,7 @@ class CpuMeter:
         assert gw.process is not None
         self.pid, self.gateway_id = gw.process.pid, gw.gateway_id
         self.docker = docker.APIClient()
+        self._seen: dict[str, float] = {}
 
     def read(self) -> tuple[float, float, float]:
         """CPU seconds so far: the gateway's, its live containers', this client's."""
@@ -120,10 +121,12 @@ class CpuMeter:
         return gateway, self._containers(), time.process_time()
 
     def _containers(self) -> float:
-        total = 0.0
+        """Every container of this gateway seen so far, at its last reading: a worker recycled
+        (``max_invocations``) keeps what it spent, not less than nothing; one that lived and
+        left between two readings is missed."""
         for summary in self.docker.containers(filters={"label": f"org.sandcell.gateway={self.gateway_id}"}):
-            total += container_cpu(summary["Id"])
-        return total
+            self._seen[summary["Id"]] = container_cpu(summary["Id"]) or self._seen.get(summary["Id"], 0.0)
+        return sum(self._seen.values())
 
 
 def per_call_plugins(target: Path) -> Path:
