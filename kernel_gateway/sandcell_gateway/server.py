@@ -15,6 +15,7 @@ from .backend import DockerBackend
 from .base import Deps
 from .config import GatewayConfig
 from .cors import CorsPolicy
+from .command_service import CommandService
 from .files import FileService
 from .jupyter_service import JupyterService
 from .plugins.service import PluginService
@@ -56,7 +57,8 @@ async def serve(config: GatewayConfig) -> None:
         make_app(Deps(service, tenants, jupyter, config.max_body_size, plugins=plugins,
                       websocket_max_message_size=config.websocket_max_message_size,
                       cors=CorsPolicy(config.cors),
-                      files=FileService(service, config.max_file_size))),
+                      files=FileService(service, config.max_file_size),
+                      commands=CommandService(service, config.max_output_bytes))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"
