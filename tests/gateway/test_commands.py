@@ -4,7 +4,9 @@ events in order, the timeout that kills the whole group, the output cap, replay,
 from __future__ import annotations
 
 import asyncio
+import doctest
 import signal
+import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,9 @@ import pytest
 from sandcell_agent._proto import sandbox_pb2 as pb
 from sandcell_agent.paths import Roots
 from sandcell_agent.server import Agent, serve
+from sandcell_gateway import command_service as command_service_module
+from sandcell_gateway import commands as commands_module
+from sandcell_gateway import validation as validation_module
 from sandcell_gateway.agent import AgentConnection
 from sandcell_gateway.command_service import parse_signal
 from sandcell_gateway.commands import (
@@ -209,3 +214,9 @@ def test_signals_by_name_or_number() -> None:
         parse_signal("SIGNOPE")
     with pytest.raises(BadRequest):
         parse_signal(4242)
+
+
+@pytest.mark.parametrize("module", [commands_module, command_service_module, validation_module])
+def test_doctests(module: types.ModuleType) -> None:
+    results = doctest.testmod(module)
+    assert results.attempted > 0 and results.failed == 0
