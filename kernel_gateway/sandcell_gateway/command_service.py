@@ -26,6 +26,7 @@ from .agent import agent_errors
 from .commands import Command, CommandSpec, launch
 from .errors import BadRequest, Conflict, GatewayError, NotFound
 from .service import SandboxService
+from .store import CellRecord, CellRecorder
 from .tenants import Tenant
 from .wire import is_command_id
 
@@ -46,6 +47,7 @@ class CommandService:
         command = await launch(agent, spec, self.max_output_bytes, extra_env=sandbox.env,
                                sandbox_id=sandbox_id)
         sandbox.commands.add(command)
+        command.when_done(lambda done: self.sandboxes.record_cell(sandbox_id, history_cell(done)))
         return command
 
     def get(self, sandbox_id: str, tenant: Tenant, command_id: str) -> Command:
@@ -114,3 +116,23 @@ def parse_signal(value: str | int) -> int:
     except (KeyError, ValueError):
         raise BadRequest(f"{value!r} is not a signal: name one (SIGTERM, SIGKILL, SIGINT, ...) "
                          "or give its number", code="invalid_signal") from None
+
+
+def history_cell(command: Command) -> CellRecord:
+    """The command as a notebook cell: ``!cmd`` (``%%bash`` for several lines) and its output,
+    status ``ok`` for exit code 0, else ``error``; the exit code is in its notes.
+
+    >>> from .commands import CommandSpec
+    >>> cell = history_cell(Command("cmd_1", CommandSpec.shell("ls"), 7, 100, None))
+    >>> cell.code, cell.status
+    ('!ls', 'error')
+    """
+    text = command.spec.command
+    recorder = CellRecorder(f"%%bash\n{text}" if "\n" in text else f"!{text}",
+                            started_at=command.started_at)
+    for event in command.log.snapshot():
+        recorder.add(event)
+    cell = recorder.finish(finished_at=command.finished_at)
+    cell.status = "ok" if command.exit_code == 0 else "error"
+    cell.notes["exit_code"] = command.exit_code
+    return cell

@@ -115,6 +115,12 @@ class CommandLog:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def snapshot(self) -> list[Event]:
+        """The events so far, without waiting (each piece of text one ``stream`` event)."""
+        return [_stream(seq, e.name, e.data.decode("utf-8", "surrogatepass"))
+                if isinstance(e, _Piece) else {"seq": seq, **e}
+                for seq, e in enumerate(self.entries)]
+
     async def events(self) -> AsyncIterator[Event]:
         """Every event from the start, numbered, then each as it comes, until the end."""
         seq = index = offset = 0
@@ -167,6 +173,7 @@ class Command:
                           for name in ("stdout", "stderr")}
         self._task: asyncio.Task[None] | None = None
         self._call: Any = None
+        self._when_done: list[Callable[[Command], None]] = []
         self.log.add(_event("started", id=command_id, pid=pid))
 
     @property
@@ -246,10 +253,17 @@ class Command:
     def _fail(self, code: str, message: str) -> None:
         self.log.add(_event("gateway_error", code=code, message=message))
 
+    def when_done(self, callback: Callable[[Command], None]) -> None:
+        """Call ``callback(self)`` once it has finished (its log is complete then)."""
+        self._when_done.append(callback)
+
     def _end(self) -> None:
-        if self.finished_at is None:
-            self.finished_at = time.time()
+        if self.finished_at is not None:
+            return
+        self.finished_at = time.time()
         self.log.finish()
+        for callback in self._when_done:
+            callback(self)
 
     def close(self, reason: str, code: str = "sandbox_closed") -> None:
         """Stop following it: readers are told why, the agent kills the group (call cancelled)."""

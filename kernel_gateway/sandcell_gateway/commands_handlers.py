@@ -8,6 +8,7 @@ command answers 201 at once, and its events are read (from its start) with
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -45,7 +46,7 @@ def command_spec(body: dict[str, Any]) -> CommandSpec:
     if "args" in body:
         if not body["args"]:
             raise BadRequest("field 'args' must name a program first")
-        return CommandSpec(tuple(body["args"]), " ".join(body["args"]), **options)
+        return CommandSpec(tuple(body["args"]), shlex.join(body["args"]), **options)
     return CommandSpec.shell(body["command"], **options)
 
 

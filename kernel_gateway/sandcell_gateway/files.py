@@ -43,7 +43,11 @@ class FileService:
         self.max_file_size = max_file_size
 
     def _stub(self, sandbox_id: str, tenant: Tenant) -> Any:
-        return self.sandboxes.get(sandbox_id, tenant).require_agent().stub
+        """The agent's stub, once the call is admitted: every file call spends one of the
+        tenant's execute rate (docs/api.md, "Tenants and limits")."""
+        agent = self.sandboxes.get(sandbox_id, tenant).require_agent()
+        tenant.admit_execute()
+        return agent.stub
 
     async def read(self, sandbox_id: str, tenant: Tenant, path: str
                    ) -> tuple[dict[str, Any], AsyncIterator[bytes]]:

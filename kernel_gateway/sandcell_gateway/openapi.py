@@ -149,7 +149,7 @@ SCHEMAS.update({
 
 def _file_op(summary: str, responses: dict[str, Any], *extra: dict[str, Any],
              path: bool = True) -> dict[str, Any]:
-    op = _op(summary, responses | _errors(400, 404, 409), by_id=True)
+    op = _op(summary, responses | _errors(400, 404, 409, 429), by_id=True)
     op["parameters"] += ([_PATH_PARAM] if path else []) + list(extra)
     return op
 

@@ -20,7 +20,7 @@ from sandcell_gateway import command_service as command_service_module
 from sandcell_gateway import commands as commands_module
 from sandcell_gateway import validation as validation_module
 from sandcell_gateway.agent import AgentConnection
-from sandcell_gateway.command_service import parse_signal
+from sandcell_gateway.command_service import history_cell, parse_signal
 from sandcell_gateway.commands import (
     Command,
     CommandLog,
@@ -220,3 +220,19 @@ def test_signals_by_name_or_number() -> None:
 def test_doctests(module: types.ModuleType) -> None:
     results = doctest.testmod(module)
     assert results.attempted > 0 and results.failed == 0
+
+
+async def test_a_finished_command_becomes_a_notebook_cell(agent: AgentConnection) -> None:
+    command = await launch(agent, CommandSpec.shell("echo hi; echo no >&2; exit 2"), LIMIT)
+    done: list[Command] = []
+    command.when_done(done.append)
+    await events(command)
+    cell = history_cell(done[0])
+    assert (cell.code, cell.status, cell.notes) == ("!echo hi; echo no >&2; exit 2", "error",
+                                                    {"exit_code": 2})
+    assert cell.outputs == [{"output_type": "stream", "name": "stdout", "text": "hi\n"},
+                            {"output_type": "stream", "name": "stderr", "text": "no\n"}]
+    two_lines = await launch(agent, CommandSpec.shell("echo a\necho b"), LIMIT)
+    await events(two_lines)
+    assert history_cell(two_lines).code == "%%bash\necho a\necho b"
+    assert history_cell(two_lines).status == "ok"
