@@ -17,7 +17,7 @@ from .command_service import CommandService, parse_signal
 from .commands import Command, CommandSpec
 from .errors import BadRequest
 from .streaming import Event, EventStreamHandler
-from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS, Field
+from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS, Field, require_utf8
 
 START_FIELDS = {
     "command": Field(str),
@@ -53,15 +53,7 @@ def command_spec(body: dict[str, Any]) -> CommandSpec:
 def _check_text(text: str) -> None:
     if "\x00" in text:
         raise BadRequest("a command, argument, cwd or env name must not contain NUL")
-    _check_unicode(text)
-
-
-def _check_unicode(text: str) -> None:
-    """JSON may carry a lone surrogate; it has no UTF-8, so no process could be given it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("text must be valid Unicode (a lone surrogate is not)") from None
+    require_utf8(text, "a command, argument, cwd or env entry")
 
 
 class CommandsBaseHandler(EventStreamHandler):
@@ -118,8 +110,7 @@ class CommandEventsHandler(CommandsBaseHandler):
 class CommandStdinHandler(CommandsBaseHandler):
     async def post(self, sandbox_id: str, command_id: str) -> None:
         body = self.body(STDIN_FIELDS)
-        data = body.get("data", "")
-        _check_unicode(data)
+        data = require_utf8(body.get("data", ""), "stdin data")
         await self.commands.write_stdin(sandbox_id, self.tenant, command_id,
                                         data.encode("utf-8"), body.get("close", False))
         self.set_status(204)

@@ -149,7 +149,7 @@ SCHEMAS.update({
 
 def _file_op(summary: str, responses: dict[str, Any], *extra: dict[str, Any],
              path: bool = True) -> dict[str, Any]:
-    op = _op(summary, responses | _errors(400, 404, 409, 429), by_id=True)
+    op = _op(summary, responses | _errors(400, 403, 404, 409, 429), by_id=True)
     op["parameters"] += ([_PATH_PARAM] if path else []) + list(extra)
     return op
 
@@ -174,7 +174,8 @@ def _file_paths() -> dict[str, Any]:
                  "put": upload,
                  "delete": _file_op("Remove a file, or a directory (recursive=true if not "
                                     "empty)", {"204": {"description": "removed"}}, recursive)},
-        f"{prefix}/list": {"get": _file_op("List a directory", {"200": listed})},
+        f"{prefix}/list": {"get": _file_op("List a directory", {"200": listed}, _PATH_PARAM | {
+            "required": False, "description": "default: the workspace"}, path=False)},
         f"{prefix}/stat": {"get": _file_op("Describe a file", {"200": _json(_FILE, "info")})},
         f"{prefix}/mkdir": {"post": _file_op("Make a directory (and its parents)",
                                              {"201": _json(_FILE, "made")})},
@@ -238,7 +239,7 @@ SCHEMAS.update({
 
 def _command_op(summary: str, responses: dict[str, Any], body: str | None = None,
                 by_command: bool = True) -> dict[str, Any]:
-    op = _op(summary, responses | _errors(400, 404, 409), body=body, by_id=True)
+    op = _op(summary, responses | _errors(400, 403, 404, 409), body=body, by_id=True)
     if body:
         op["requestBody"]["required"] = body in ("StartCommand", "Signal")
     if by_command:

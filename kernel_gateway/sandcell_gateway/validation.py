@@ -144,3 +144,22 @@ def _json_type(value: Any) -> str:
              list: "an array", dict: "an object", type(None): "null"}
     # json.loads makes only those seven types, so the default is never the answer
     return names.get(type(value), "a value")  # pragma: no mutate
+
+
+def require_utf8(text: str, what: str, code: str = "invalid_request") -> str:
+    """``text``, if it has a UTF-8 form: JSON may carry a lone surrogate (``"\\ud800"``),
+    which no file name, argument or gRPC string can hold.
+
+    >>> require_utf8("é", "a path")
+    'é'
+    >>> require_utf8("\\ud800", "a path")
+    Traceback (most recent call last):
+    ...
+    sandcell_gateway.errors.BadRequest: a path must be valid Unicode (a lone surrogate is not)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} must be valid Unicode (a lone surrogate is not)",
+                         code=code) from None
+    return text
