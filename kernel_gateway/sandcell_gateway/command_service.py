@@ -42,11 +42,11 @@ class CommandService:
         """Start ``spec``; a refusal (bad cwd, missing program, 429) starts nothing."""
         sandbox = self.sandboxes.get(sandbox_id, tenant)
         agent = sandbox.require_agent()
-        sandbox.commands.check_room()
-        tenant.admit_execute()
-        command = await launch(agent, spec, self.max_output_bytes, extra_env=sandbox.env,
-                               sandbox_id=sandbox_id)
-        sandbox.commands.add(command)
+        with sandbox.commands.reserve():
+            tenant.admit_execute()
+            command = await launch(agent, spec, self.max_output_bytes, extra_env=sandbox.env,
+                                   sandbox_id=sandbox_id)
+            sandbox.commands.add(command)
         command.when_done(lambda done: self.sandboxes.record_cell(sandbox_id, history_cell(done)))
         return command
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import dataclasses
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import grpc
@@ -254,8 +255,12 @@ class Command:
         self.log.add(_event("gateway_error", code=code, message=message))
 
     def when_done(self, callback: Callable[[Command], None]) -> None:
-        """Call ``callback(self)`` once it has finished (its log is complete then)."""
-        self._when_done.append(callback)
+        """Call ``callback(self)`` once it has finished (its log is complete then); at once
+        if it already has."""
+        if self.finished_at is not None:
+            callback(self)
+        else:
+            self._when_done.append(callback)
 
     def _end(self) -> None:
         if self.finished_at is not None:
@@ -282,15 +287,24 @@ class CommandTable:
     def __init__(self, max_running: int = 32, keep: int = 32) -> None:
         self.max_running, self.keep = max_running, keep
         self._commands: dict[str, Command] = {}
+        self._starting = 0
         self.closed = ""
 
-    def check_room(self) -> None:
-        """429 ``too_many_commands`` when ``max_running`` already run (the agent serves a
-        bounded number of calls at once, and file calls need some too)."""
-        if sum(1 for c in self._commands.values() if c.running) >= self.max_running:
+    @contextlib.contextmanager
+    def reserve(self) -> Iterator[None]:
+        """Hold a place for a command being started; 429 ``too_many_commands`` when
+        ``max_running`` already run or start (the agent serves a bounded number of calls at
+        once, and file calls need some too). Starts in flight count, so they cannot overshoot."""
+        running = sum(1 for c in self._commands.values() if c.running)
+        if running + self._starting >= self.max_running:
             raise TooManyRequests(f"{self.max_running} commands already run in this sandbox: "
                                   "wait for one to end, or kill one", retry_after=1,
                                   code="too_many_commands")
+        self._starting += 1
+        try:
+            yield
+        finally:
+            self._starting -= 1
 
     def add(self, command: Command) -> None:
         if self.closed:
