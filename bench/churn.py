@@ -41,7 +41,7 @@ from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
 from .baseline_image import ensure_baseline_image
-from .cpu import CORES, idle_rate, machine_cpu
+from .cpu import CORES, SPLIT, idle_rate, machine_cpu, split_snapshot
 
 BASELINE = """
 [gateway]
@@ -82,6 +82,7 @@ class Row:
     claims: list[float] = dataclasses.field(default_factory=list)
     deletes: list[float] = dataclasses.field(default_factory=list)
     refused: int = 0  # claims that got 503 after waiting out the claim timeout
+    split: dict[str, float] = dataclasses.field(default_factory=dict)  # CPU s by who spent it
 
     def pct(self, q: float, values: list[float] | None = None) -> float:
         ordered = sorted(self.latencies if values is None else values)
@@ -179,16 +180,19 @@ def poisson(gw: GatewayProcess, seconds: float, rate: float = 2.0, seed: int = 7
         return [f.result() for f in futures]
 
 
-def measure(scenario: str, system: str, idle: float, run: Callable[[], list[Session]],
-            pick: Callable[[Session], float]) -> Row:
-    cpu, wall = machine_cpu(), time.perf_counter()
+def measure(gw: GatewayProcess, scenario: str, system: str, idle: float,
+            run: Callable[[], list[Session]], pick: Callable[[Session], float]) -> Row:
+    assert gw.process is not None
+    before, cpu, wall = split_snapshot(gw.process.pid), machine_cpu(), time.perf_counter()
     sessions = run()
     wall = time.perf_counter() - wall
     cpu = max(0.0, machine_cpu() - cpu - idle * wall)
+    after = split_snapshot(gw.process.pid)
     served = [s for s in sessions if not s.refused]
     return Row(scenario, system, [pick(s) for s in sessions], len(served), wall, cpu,
                claims=[s.claim for s in sessions], deletes=[s.delete for s in served],
-               refused=len(sessions) - len(served))
+               refused=len(sessions) - len(served),
+               split={k: after[k] - before[k] for k in SPLIT})
 
 
 @contextlib.contextmanager
@@ -216,7 +220,7 @@ def run_system(system: str, config: str, plan: Plan, idle: float) -> list[Row]:
             (POISSON, lambda: poisson(gw, plan.poisson), lambda s: s.claim)]
         for scenario, run, pick in scenarios:
             gw.wait_ready(timeout=300)  # each scenario starts on a pool filled to its floor
-            rows.append(measure(scenario, system, idle, run, pick))
+            rows.append(measure(gw, scenario, system, idle, run, pick))
     one = rows[0]
     rows.append(Row(DELETE, system, one.deletes, one.sessions, one.wall, one.cpu))
     return rows
@@ -258,6 +262,18 @@ TARGETS = [
     (POISSON, "claim p99 ≤ 50 ms", lambda r: r.pct(0.99) <= 50 and not r.refused)]
 
 
+def split_table(rows: list[Row]) -> str:
+    """Each scenario's CPU per session by who spent it: what bounds the rate."""
+    out = ["| scenario | system | " + " | ".join(SPLIT) + " | sum |",
+           "|---|---|" + "---:|" * (len(SPLIT) + 1)]
+    for row in rows:
+        if row.split:
+            per = [row.split[k] / max(1, row.sessions) * 1000 for k in SPLIT]
+            out.append(f"| {row.scenario} | {row.system} | "
+                       + " | ".join(f"{v:.0f} ms" for v in per) + f" | {sum(per):.0f} ms |")
+    return "\n".join(out)
+
+
 def targets_table(rows: list[Row]) -> str:
     out = ["| target | measured | result |", "|---|---|---|"]
     for scenario, words, ok in TARGETS:
@@ -285,10 +301,14 @@ def plan_from(args: argparse.Namespace) -> Plan:
 def report(rows: list[Row], json_path: Path | None) -> None:
     print(table(rows))
     print()
+    print(split_table(rows))
+    print()
     print(targets_table(rows))
     print("\nCPU: the whole machine's, less its idle rate before the run, over the scenario, "
           "per session served. Refused: 503 after the claim timeout (counted in the claim "
-          "latencies, not in sessions/s). DELETE: the one-client loop's deletes.")
+          "latencies, not in sessions/s). DELETE: the one-client loop's deletes. The split: "
+          "CPU per session by who spent it (bench/cpu.py SPLIT; the sandboxes made to replace "
+          "the claimed ones are in it, those still starting at the end only in part).")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps([row.as_dict() for row in rows], indent=2))

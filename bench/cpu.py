@@ -79,3 +79,49 @@ def idle_rate(seconds: float = 3.0) -> float:
     before, started = machine_cpu(), time.perf_counter()
     time.sleep(seconds)  # a measurement window, not a synchronisation
     return (machine_cpu() - before) / (time.perf_counter() - started)
+
+
+# Where a whole run's CPU went, by who spent it. Processes that exit during the run count only
+# through whoever reaps them: a container's shim (with its runc runs) and its FUSE mount are
+# reparented to PID 1, so PID 1's reaped children are the engine's per-container processes
+# (and any other orphan the machine reaps meanwhile: quiet machines only).
+SPLIT = ("containers", "gateway", "dockerd + containerd", "shims, runc, FUSE (reaped)", "client")
+
+
+def _own_and_reaped(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / TICK
+
+
+def _reaped(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[13:15]) / TICK
+
+
+def _pids(*comms: str) -> list[int]:
+    found = []
+    for path in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if path.read_text().strip() in comms:
+                found.append(int(path.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def all_containers_cpu() -> float:
+    """CPU seconds of every container since boot, removed ones included (cgroup v1 charges
+    the parent ``docker`` group as it goes); 0 where that group is not there (cgroup v2)."""
+    for path in ("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage",
+                 "/sys/fs/cgroup/cpu,cpuacct/docker/cpuacct.usage"):
+        if os.path.exists(path):
+            return int(Path(path).read_text()) / 1e9
+    return 0.0
+
+
+def split_snapshot(gateway_pid: int) -> dict[str, float]:
+    """Cumulative CPU seconds of each of :data:`SPLIT`; subtract two for a run's share."""
+    usage = os.times()
+    return {"containers": all_containers_cpu(), "gateway": _own_and_reaped(gateway_pid),
+            "dockerd + containerd": sum(_own_and_reaped(p) for p in _pids("dockerd", "containerd")),
+            "shims, runc, FUSE (reaped)": _reaped(1), "client": usage.user + usage.system}

@@ -167,6 +167,10 @@ class KernelConnection:
             finally:
                 if self._guard is not None:
                     self._guard.consumed(size)
+            # pyzmq answers a recv at once, without yielding, while its queue holds a message:
+            # without this a kernel with a backlog (a flood of tiny messages) would keep the
+            # loop to itself until its queue is empty, and every other sandbox would wait
+            await asyncio.sleep(0)
 
     async def _receive(self, channel: str, frames: list[bytes], size: int) -> None:
         try:

@@ -374,3 +374,33 @@ async def test_a_sandboxs_message_rate_is_capped(kernel_side: FakeKernelSockets,
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_kernels_backlog_does_not_keep_the_loop_to_itself(
+        kernel_side: FakeKernelSockets, tmp_path: Path) -> None:
+    """A backlog of tiny messages is read one loop turn each: whatever else is ready
+    (another sandbox's reader, an HTTP handler) runs in between, not after the backlog."""
+    limits = MessageLimits(max_bytes=1 << 20, messages_per_second=1e6)
+    conn, seen, _ = await connected(kernel_side, tmp_path, limits, [])
+    streak, turns = 0, 0
+    done = asyncio.Event()
+
+    async def other_work() -> None:  # what the loop owes everyone else: a turn now and then
+        nonlocal streak, turns
+        while not done.is_set():
+            before = len(seen)
+            await asyncio.sleep(0)
+            streak, turns = max(streak, len(seen) - before), turns + 1
+
+    try:
+        for i in range(900):  # under the PUB's high-water mark (1000): none is dropped
+            kernel_side.publish(signed(kernel_side.session, "stream",
+                                       {"name": "stderr", "text": "."}))
+        probe = asyncio.ensure_future(other_work())
+        await until(lambda: len(seen) == 900)
+        done.set()
+        await probe
+        assert turns >= 900 // 4 and streak <= 4, (turns, streak)
+    finally:
+        conn.close()
