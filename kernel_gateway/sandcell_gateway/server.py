@@ -13,9 +13,9 @@ import tornado.netutil
 from .app import make_app
 from .backend import DockerBackend
 from .base import Deps
+from .command_service import CommandService
 from .config import GatewayConfig
 from .cors import CorsPolicy
-from .command_service import CommandService
 from .files import FileService
 from .jupyter_service import JupyterService
 from .plugins.service import PluginService
