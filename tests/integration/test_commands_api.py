@@ -247,3 +247,22 @@ def test_files_and_commands_spend_the_tenant_s_execute_rate(gateway: Gateway) ->
             assert slow.get(commands(sandbox)).json()["commands"][0]["command"] == "true"
         finally:
             slow.delete(f"/api/v1/sandboxes/{sandbox}")
+
+
+def test_a_killed_agent_ends_its_commands_and_the_sandbox(http: httpx.Client) -> None:
+    sandbox = str(http.post("/api/v1/sandboxes", json={}).json()["id"])
+    try:
+        running = background(http, sandbox, command="sleep 600")
+        # a command's parent is the agent: this one kills it
+        last = run(http, sandbox, command="kill -9 $PPID; sleep 600")[-1]
+        assert last["msg_type"] == "gateway_error" and last["content"]["code"] == "kernel_died"
+        assert events_of(http, sandbox, running["id"])[-1]["content"]["code"] == "kernel_died"
+
+        def dead() -> bool:
+            return bool(http.get(f"/api/v1/sandboxes/{sandbox}").json()["state"] == "dead")
+        wait_for(dead, 30, "the sandbox to be marked dead")
+        refused = http.post(commands(sandbox), json={"command": "true"})
+        assert error(refused) == (409, "kernel_died")
+        assert "its sandbox agent stopped" in refused.json()["error"]["message"]
+    finally:
+        http.delete(f"/api/v1/sandboxes/{sandbox}")
