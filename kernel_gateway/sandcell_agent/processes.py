@@ -25,6 +25,7 @@ QUEUE_CHUNKS = 64
 # After the process exits, how long its pipes may stay open (a child it left running holds
 # them) before the exit is reported anyway.
 PIPE_GRACE = 0.5
+REAP_WAIT = 5.0  # seconds a SIGKILLed leader may take to be reaped (it takes milliseconds)
 
 
 class Process:
@@ -62,6 +63,13 @@ class Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
+    def end(self) -> None:
+        """The call ended: kill what is left of the group, and reap the leader (a cancelled
+        stream never reaches its wait, and the agent would keep the zombie)."""
+        self.kill_group()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=REAP_WAIT)
+
 
 class Processes:
     """The agent's process table, by the caller's process ids."""
@@ -74,7 +82,7 @@ class Processes:
     def start(self, request: pb.StartRequest, context: grpc.ServicerContext
               ) -> Iterator[pb.ProcessEvent]:
         process = self._spawn(request)
-        context.add_callback(process.kill_group)  # the caller left: the whole group goes
+        context.add_callback(process.end)  # the call ended (or its caller left): the group goes
         with self._lock:
             self._table[request.process_id] = process
         try:

@@ -10,17 +10,32 @@ Example::
     health = await agent.wait_ready(deadline=30)   # proven: the agent answered Health
     agent.close()
     agent_exit_reason(handle.conn_dir)  # after the container exited: why the agent stopped
+    with agent_errors(sandbox_id):      # the agent's refusals as gateway errors, mapped here only
+        await agent.stub.Stat(...)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 from sandcell_agent._proto import sandbox_pb2 as pb
 from sandcell_agent._proto import sandbox_pb2_grpc as rpc
+
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    GatewayError,
+    InsufficientStorage,
+    KernelDied,
+    NotFound,
+    PayloadTooLarge,
+)
 
 SOCKET_NAME = "agent.sock"
 EXIT_NAME = "agent.exit"  # written by the launcher when the agent stops (sandcell_launcher.py)
@@ -75,3 +90,28 @@ def agent_exit_reason(conn_dir: Path) -> str | None:
     except OSError:
         return None
     return f"its sandbox agent stopped ({why})" if why else "its sandbox agent stopped"
+
+
+# the agent's error code (its trailing metadata) -> the gateway's error class
+_ERRORS: dict[str, type[GatewayError]] = {
+    "invalid_path": BadRequest, "invalid_request": BadRequest, "wrong_file_type": BadRequest,
+    "cross_device": BadRequest, "file_not_found": NotFound, "file_exists": Conflict,
+    "directory_not_empty": Conflict, "permission_denied": Forbidden,
+    "file_too_large": PayloadTooLarge, "insufficient_storage": InsufficientStorage,
+    "invalid_signal": BadRequest, "stdin_closed": Conflict, "process_not_found": Conflict,
+}
+
+
+@contextlib.contextmanager
+def agent_errors(sandbox_id: str) -> Iterator[None]:
+    """An agent's refusal as the matching gateway error; an unreachable agent as a dead one."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        code = str(dict(exc.trailing_metadata() or ()).get("sandcell-error", ""))
+        if code in _ERRORS:
+            raise _ERRORS[code](exc.details() or code, code=code) from exc
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            raise KernelDied(f"sandbox {sandbox_id}'s agent is unreachable "
+                             f"({exc.details()})") from exc
+        raise GatewayError(f"sandbox agent: {exc.details()}", code="agent_error") from exc

@@ -22,6 +22,7 @@ from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
 
 if TYPE_CHECKING:
+    from .command_service import CommandService
     from .files import FileService
     from .jupyter_service import JupyterService
     from .plugins.service import PluginService
@@ -78,6 +79,7 @@ class Deps:
     plugins: PluginService | None = None  # None: the plugin runtime is disabled
     cors: CorsPolicy = dataclasses.field(default_factory=CorsPolicy)  # default: CORS off
     files: FileService | None = None  # files in sandboxes, through their agents
+    commands: CommandService | None = None  # commands in sandboxes, through their agents
 
 
 @tornado.web.stream_request_body

@@ -37,6 +37,16 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class Forbidden(GatewayError):
+    status = 403
+    code = "permission_denied"
+
+
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     code = "body_too_large"

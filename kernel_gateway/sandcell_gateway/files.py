@@ -2,7 +2,7 @@
 
 Paths are the agent's to judge (``sandcell_agent.paths``: workspace-relative, or absolute
 inside the workspace or ``/tmp``; no escape by ``..`` or symlink). Here the agent's refusals
-become the gateway's errors, once, in :func:`agent_errors`.
+become the gateway's errors, once, in :func:`agent.agent_errors`.
 
 Example::
 
@@ -14,60 +14,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from sandcell_agent._proto import sandbox_pb2 as pb
 
-from .errors import (
-    BadRequest,
-    GatewayError,
-    InsufficientStorage,
-    KernelDied,
-    NotFound,
-    PayloadTooLarge,
-)
+from .agent import agent_errors
+from .errors import GatewayError
 from .service import SandboxService
 from .tenants import Tenant
 
 FILE_TYPES = {pb.FILE_TYPE_FILE: "file", pb.FILE_TYPE_DIR: "dir",
               pb.FILE_TYPE_SYMLINK: "symlink", pb.FILE_TYPE_OTHER: "other"}
-
-
-class Conflict(GatewayError):
-    status = 409
-    code = "conflict"
-
-
-class Forbidden(GatewayError):
-    status = 403
-    code = "permission_denied"
-
-
-# the agent's error code (its trailing metadata) -> the gateway's error class
-_ERRORS: dict[str, type[GatewayError]] = {
-    "invalid_path": BadRequest, "invalid_request": BadRequest, "wrong_file_type": BadRequest,
-    "cross_device": BadRequest, "file_not_found": NotFound, "file_exists": Conflict,
-    "directory_not_empty": Conflict, "permission_denied": Forbidden,
-    "file_too_large": PayloadTooLarge, "insufficient_storage": InsufficientStorage,
-}
-
-
-@contextlib.contextmanager
-def agent_errors(sandbox_id: str) -> Iterator[None]:
-    """An agent's refusal as the matching gateway error; an unreachable agent as a dead one."""
-    try:
-        yield
-    except grpc.aio.AioRpcError as exc:
-        code = str(dict(exc.trailing_metadata() or ()).get("sandcell-error", ""))
-        if code in _ERRORS:
-            raise _ERRORS[code](exc.details() or code, code=code) from exc
-        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            raise KernelDied(f"sandbox {sandbox_id}'s agent is unreachable "
-                             f"({exc.details()})") from exc
-        raise GatewayError(f"sandbox agent: {exc.details()}", code="agent_error") from exc
 
 
 def file_info(info: pb.FileInfo) -> dict[str, Any]:
@@ -84,7 +43,11 @@ class FileService:
         self.max_file_size = max_file_size
 
     def _stub(self, sandbox_id: str, tenant: Tenant) -> Any:
-        return self.sandboxes.get(sandbox_id, tenant).require_agent().stub
+        """The agent's stub, once the call is admitted: every file call spends one of the
+        tenant's execute rate (docs/api.md, "Tenants and limits")."""
+        agent = self.sandboxes.get(sandbox_id, tenant).require_agent()
+        tenant.admit_execute()
+        return agent.stub
 
     async def read(self, sandbox_id: str, tenant: Tenant, path: str
                    ) -> tuple[dict[str, Any], AsyncIterator[bytes]]:

@@ -16,7 +16,7 @@ import tornado.http1connection
 from .base import BaseHandler
 from .errors import BadRequest, PayloadTooLarge
 from .files import FileService
-from .validation import Field
+from .validation import Field, require_utf8
 
 RENAME_FIELDS = {
     "source": Field(str, required=True),
@@ -144,8 +144,9 @@ class FilesMakeDirHandler(FilesBaseHandler):
 class FilesRenameHandler(FilesBaseHandler):
     async def post(self, sandbox_id: str) -> None:
         body = self.body(RENAME_FIELDS)
-        self.write_json(await self.files.rename(sandbox_id, self.tenant, body["source"],
-                                                body["destination"],
+        source, destination = (require_utf8(body[name], f"{name!r}", code="invalid_path")
+                               for name in ("source", "destination"))
+        self.write_json(await self.files.rename(sandbox_id, self.tenant, source, destination,
                                                 body.get("overwrite", False)))
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import signal
 from typing import Any
 
 import yaml
 
 from . import __version__
 from .validation import ENV_NAME, ENV_VALUE, MAX_SECONDS
-from .wire import SANDBOX_ID_PATTERN
+from .wire import COMMAND_ID_PATTERN, SANDBOX_ID_PATTERN
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _SANDBOX = {"$ref": "#/components/schemas/Sandbox"}
@@ -148,7 +149,7 @@ SCHEMAS.update({
 
 def _file_op(summary: str, responses: dict[str, Any], *extra: dict[str, Any],
              path: bool = True) -> dict[str, Any]:
-    op = _op(summary, responses | _errors(400, 404, 409), by_id=True)
+    op = _op(summary, responses | _errors(400, 403, 404, 409, 429), by_id=True)
     op["parameters"] += ([_PATH_PARAM] if path else []) + list(extra)
     return op
 
@@ -173,11 +174,103 @@ def _file_paths() -> dict[str, Any]:
                  "put": upload,
                  "delete": _file_op("Remove a file, or a directory (recursive=true if not "
                                     "empty)", {"204": {"description": "removed"}}, recursive)},
-        f"{prefix}/list": {"get": _file_op("List a directory", {"200": listed})},
+        f"{prefix}/list": {"get": _file_op("List a directory", {"200": listed}, _PATH_PARAM | {
+            "required": False, "description": "default: the workspace"}, path=False)},
         f"{prefix}/stat": {"get": _file_op("Describe a file", {"200": _json(_FILE, "info")})},
         f"{prefix}/mkdir": {"post": _file_op("Make a directory (and its parents)",
                                              {"201": _json(_FILE, "made")})},
         f"{prefix}/rename": {"post": rename},
+    }
+
+
+_COMMAND = {"$ref": "#/components/schemas/Command"}
+_COMMAND_ID_PARAM = {"name": "command_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": COMMAND_ID_PATTERN}}
+# as validation.py checks them: no NUL in a command, an argument or a cwd
+_TEXT_NO_NUL = {"type": "string", "pattern": "^[^\\x00]*$"}
+SCHEMAS.update({
+    "StartCommand": {
+        "type": "object", "additionalProperties": False,
+        "description": "exactly one of command and args",
+        "oneOf": [{"required": ["command"], "not": {"required": ["args"]}},
+                  {"required": ["args"], "not": {"required": ["command"]}}],
+        "properties": {
+            "command": _TEXT_NO_NUL | {"description": "run by bash -c"},
+            "args": {"type": "array", "minItems": 1, "items": _TEXT_NO_NUL,
+                     "description": "the program (found on PATH) and its arguments"},
+            "cwd": _TEXT_NO_NUL | {"description": "a workspace path; default the workspace"},
+            "env": SCHEMAS["CreateSandbox"]["properties"]["env"]
+            | {"description": "added to the sandbox's env"},
+            "timeout": _TIMEOUT | {"description": "seconds; then the process group is killed"},
+            "stdin": {"type": "boolean", "default": False,
+                      "description": "keep a stdin pipe open (else stdin is /dev/null)"},
+            "background": {"type": "boolean", "default": False,
+                           "description": "answer 201 at once; read the events later"}}},
+    "Command": {
+        "type": "object",
+        "required": ["id", "command", "cwd", "pid", "background", "state", "exit_code",
+                     "started_at", "finished_at"],
+        "properties": {
+            "id": {"type": "string"}, "command": {"type": "string"}, "cwd": {"type": "string"},
+            "pid": {"type": "integer"}, "background": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["running", "finished"]},
+            "exit_code": {"type": ["integer", "null"]},
+            "started_at": {"type": "string", "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"}}},
+    "CommandEvent": {
+        "type": "object", "required": ["seq", "msg_type", "content"],
+        "properties": {"seq": {"type": "integer"},
+                       "msg_type": {"enum": ["started", "stream", "timeout", "exit",
+                                             "gateway_error"]},
+                       "content": {"type": "object"}}},
+    "Stdin": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"data": {"type": "string", "description": "text to write (UTF-8)"},
+                       "close": {"type": "boolean", "default": False}}},
+    "Signal": {
+        "type": "object", "additionalProperties": False, "required": ["signal"],
+        "properties": {"signal": {
+            "description": "SIGTERM, TERM, 15, ...: sent to the command's whole process group",
+            "oneOf": [{"type": "string", "enum": sorted(
+                          {n for s in signal.Signals for n in (s.name, s.name[3:])})},
+                      {"type": "integer", "enum": sorted({int(s) for s in signal.Signals})}]}}},
+})
+
+
+def _command_op(summary: str, responses: dict[str, Any], body: str | None = None,
+                by_command: bool = True) -> dict[str, Any]:
+    op = _op(summary, responses | _errors(400, 403, 404, 409), body=body, by_id=True)
+    if body:
+        op["requestBody"]["required"] = body in ("StartCommand", "Signal")
+    if by_command:
+        op["parameters"].append(_COMMAND_ID_PARAM)
+    return op
+
+
+def _command_paths() -> dict[str, Any]:
+    """Commands in a sandbox, through its agent (docs/api.md, "Commands")."""
+    stream = {"200": {"description": "NDJSON stream of command events", "content": {
+        "application/x-ndjson": {"schema": {"$ref": "#/components/schemas/CommandEvent"}}}}}
+    done = {"204": {"description": "done"}}
+    prefix = "/api/v1/sandboxes/{sandbox_id}/commands"
+    listed = _json({"type": "object", "properties": {"commands": {"type": "array",
+                                                                  "items": _COMMAND}}}, "list")
+    return {
+        prefix: {
+            "get": _command_op("The sandbox's running and recently finished commands",
+                               {"200": listed}, by_command=False),
+            "post": _command_op("Run a command: its events streamed, or (background) 201 "
+                                "at once", stream | {"201": _json(_COMMAND, "started")}
+                                | _errors(413, 429), body="StartCommand", by_command=False)},
+        f"{prefix}/{{command_id}}": {"get": _command_op("Describe a command",
+                                                        {"200": _json(_COMMAND, "command")})},
+        f"{prefix}/{{command_id}}/events": {"get": _command_op(
+            "The command's events from its start, then live, to its end", stream)},
+        f"{prefix}/{{command_id}}/stdin": {"post": _command_op(
+            "Write to the command's stdin (and close it)", done | _errors(413), body="Stdin")},
+        f"{prefix}/{{command_id}}/signal": {"post": _command_op(
+            "Signal the command's process group (SIGKILL kills it)", done | _errors(413),
+            body="Signal")},
     }
 
 
@@ -261,7 +354,7 @@ def openapi_document(templates: list[str] | None = None,
     """The document; given this gateway's template and plugin names, it lists them as enums,
     so a client (or a fuzzer) knows which values the gateway accepts."""
     schemas = copy.deepcopy(SCHEMAS)
-    paths = _paths() | _file_paths() | _plugin_paths()
+    paths = _paths() | _file_paths() | _command_paths() | _plugin_paths()
     if templates:
         schemas["CreateSandbox"]["properties"]["template"]["enum"] = templates
     if plugins:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .agent import AgentConnection, agent_exit_reason
+from .commands import CommandTable
 from .config import DEFAULT_TENANT
 from .errors import BadRequest, KernelDied
 from .kernel import KernelConnection, KernelGone, PendingExecution
@@ -48,6 +49,7 @@ class Sandbox:
     language_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # from kernel_info
     tenant: str = DEFAULT_TENANT  # the owner: only its tenant's requests find this sandbox
     agent: AgentConnection | None = None  # files and processes; None: a template without one
+    commands: CommandTable = dataclasses.field(default_factory=CommandTable)  # through the agent
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     @property

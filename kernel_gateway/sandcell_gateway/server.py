@@ -13,6 +13,7 @@ import tornado.netutil
 from .app import make_app
 from .backend import DockerBackend
 from .base import Deps
+from .command_service import CommandService
 from .config import GatewayConfig
 from .cors import CorsPolicy
 from .files import FileService
@@ -56,7 +57,8 @@ async def serve(config: GatewayConfig) -> None:
         make_app(Deps(service, tenants, jupyter, config.max_body_size, plugins=plugins,
                       websocket_max_message_size=config.websocket_max_message_size,
                       cors=CorsPolicy(config.cors),
-                      files=FileService(service, config.max_file_size))),
+                      files=FileService(service, config.max_file_size),
+                      commands=CommandService(service, config.max_output_bytes))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)
     server.add_sockets(sockets)
     url = f"http://{config.host}:{port}"

@@ -138,7 +138,9 @@ class SandboxService:
         self._reaper.remove(handle)
 
     async def _destroy(self, sandbox: Sandbox) -> None:
-        """Unreachable at once (kernel connection closed); the container goes in the background."""
+        """Unreachable at once (kernel connection closed, its commands killed); the container
+        goes in the background."""
+        sandbox.commands.close(f"sandbox {sandbox.id} was closed")
         sandbox.kernel.close()
         if sandbox.agent is not None:
             sandbox.agent.close()

@@ -121,10 +121,11 @@ class Tenant:
                              f"{self.config.create_burst})")
 
     def admit_execute(self) -> None:
-        """Spend one execution or plugin invocation, or raise 429 ``rate_limited``."""
+        """Spend one execution, command, file call or plugin invocation, or raise 429
+        ``rate_limited``."""
         _admit(self.executes, f"tenant {self.name!r} may run {self.config.execute_rate:g} "
-                              f"executions or plugin invocations per second (execute_rate; "
-                              f"execute_burst {self.config.execute_burst})")
+                              f"executions, commands, file calls or plugin invocations per "
+                              f"second (execute_rate; execute_burst {self.config.execute_burst})")
 
 
 def _admit(bucket: TokenBucket, limit: str) -> None:

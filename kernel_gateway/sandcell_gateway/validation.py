@@ -81,8 +81,11 @@ def _check(name: str, body: dict[str, Any], field: Field) -> None:
         raise BadRequest(f"field {name!r} must be at least {field.minimum:g}")
     if field.maximum is not None and value > field.maximum:
         raise BadRequest(f"field {name!r} must be at most {field.maximum:g}")
-    if field.items is not None and not all(_is(k, field.items) and _is(v, field.items)
-                                           for k, v in value.items()):
+    if field.items is not None and isinstance(value, list):
+        if not all(_is(item, field.items) for item in value):
+            raise BadRequest(f"field {name!r} must hold only {_plural(field.items)}")
+    elif field.items is not None and not all(_is(k, field.items) and _is(v, field.items)
+                                             for k, v in value.items()):
         raise BadRequest(f"field {name!r} must map {_describe(field.items)} to "
                          f"{_describe(field.items)}")
     if field.key_pattern is not None:
@@ -107,14 +110,33 @@ def _check_values(name: str, value: dict[str, str], pattern: re.Pattern[str]) ->
 
 
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:
-    # bool is an int in Python, never in JSON
-    return isinstance(value, types) and not isinstance(value, bool)
+    """Whether a JSON value has one of ``types``.
+
+    >>> _is(True, bool), _is(True, int), _is(1, bool), _is(1.5, (int, float))
+    (True, False, False, True)
+    """
+    options = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool):  # bool is an int in Python, never in JSON
+        return bool in options
+    return isinstance(value, options)
+
+
+_NAMES = {str: "a string", int: "a number", float: "a number", dict: "an object",
+          bool: "a boolean", list: "an array"}
 
 
 def _describe(types: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "a number", float: "a number", dict: "an object"}
     options = types if isinstance(types, tuple) else (types,)
-    return " or ".join(sorted({names.get(t, t.__name__) for t in options}))
+    return " or ".join(sorted({_NAMES.get(t, t.__name__) for t in options}))
+
+
+def _plural(types: type) -> str:
+    """The plural of a single type's name.
+
+    >>> _plural(str)
+    'strings'
+    """
+    return _describe(types).split(" ", 1)[1] + "s"
 
 
 def _json_type(value: Any) -> str:
@@ -122,3 +144,22 @@ def _json_type(value: Any) -> str:
              list: "an array", dict: "an object", type(None): "null"}
     # json.loads makes only those seven types, so the default is never the answer
     return names.get(type(value), "a value")  # pragma: no mutate
+
+
+def require_utf8(text: str, what: str, code: str = "invalid_request") -> str:
+    """``text``, if it has a UTF-8 form: JSON may carry a lone surrogate (``"\\ud800"``),
+    which no file name, argument or gRPC string can hold.
+
+    >>> require_utf8("é", "a path")
+    'é'
+    >>> require_utf8("\\ud800", "a path")
+    Traceback (most recent call last):
+    ...
+    sandcell_gateway.errors.BadRequest: a path must be valid Unicode (a lone surrogate is not)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} must be valid Unicode (a lone surrogate is not)",
+                         code=code) from None
+    return text

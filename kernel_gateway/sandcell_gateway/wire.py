@@ -27,6 +27,18 @@ def new_worker_id() -> str:
     return "wkr_" + secrets.token_hex(8)
 
 
+COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{16}$"  # a command in a sandbox (the OpenAPI pattern too)
+_COMMAND_ID = re.compile(COMMAND_ID_PATTERN)
+
+
+def new_command_id() -> str:
+    return "cmd_" + secrets.token_hex(8)
+
+
+def is_command_id(text: str) -> bool:
+    return _COMMAND_ID.fullmatch(text) is not None
+
+
 def is_sandbox_id(text: str) -> bool:
     return _SANDBOX_ID.fullmatch(text) is not None  # match() would let a trailing "\n" through
 

@@ -11,9 +11,20 @@
 ``%load_ext sandcell`` adds the ``%%sandcell`` cell magic (docs/notebooks.md).
 """
 
+from ._agent_models import (
+    CommandEvent,
+    CommandExit,
+    CommandResult,
+    CommandStderr,
+    CommandStdout,
+    FileInfo,
+)
 from ._async import (
     AsyncClient,
+    AsyncCommandHandle,
+    AsyncCommands,
     AsyncExecutionStream,
+    AsyncFiles,
     AsyncPlugin,
     AsyncPluginInvocation,
     AsyncPlugins,
@@ -40,6 +51,7 @@ from ._exceptions import (
     ServiceUnavailableError,
     TimeoutError,
 )
+from ._magic import load_ipython_extension, unload_ipython_extension
 from ._models import (
     ClearOutputEvent,
     ErrorEvent,
@@ -56,7 +68,6 @@ from ._models import (
     StreamEvent,
     TimeoutEvent,
 )
-from ._magic import load_ipython_extension, unload_ipython_extension
 from ._plugin_models import (
     CompletedEvent,
     FailedEvent,
@@ -66,7 +77,18 @@ from ._plugin_models import (
     ProgressEvent,
     StartedEvent,
 )
-from ._sync import Client, ExecutionStream, Plugin, PluginInvocation, Plugins, Session, Sessions
+from ._sync import (
+    Client,
+    CommandHandle,
+    Commands,
+    ExecutionStream,
+    Files,
+    Plugin,
+    PluginInvocation,
+    Plugins,
+    Session,
+    Sessions,
+)
 from ._version import __version__
 
 __all__ = [
@@ -74,7 +96,10 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncCommandHandle",
+    "AsyncCommands",
     "AsyncExecutionStream",
+    "AsyncFiles",
     "AsyncPlugin",
     "AsyncPluginInvocation",
     "AsyncPlugins",
@@ -84,6 +109,13 @@ __all__ = [
     "BadRequestError",
     "ClearOutputEvent",
     "Client",
+    "CommandEvent",
+    "CommandExit",
+    "CommandHandle",
+    "CommandResult",
+    "CommandStderr",
+    "CommandStdout",
+    "Commands",
     "CompletedEvent",
     "ConflictError",
     "ErrorEvent",
@@ -93,6 +125,8 @@ __all__ = [
     "ExecutionEvent",
     "ExecutionStream",
     "FailedEvent",
+    "FileInfo",
+    "Files",
     "GatewayErrorEvent",
     "InternalServerError",
     "LogEvent",

@@ -18,15 +18,16 @@
     │       └── ServiceUnavailableError   503  pool_exhausted, backend_unavailable
     ├── ExecutionError                the code raised: the value of Execution.error,
     │                                 raised only by Execution.raise_for_error()
-    ├── SandboxError                  the gateway could not finish an execution
-    │                                 (a gateway_error event, e.g. kernel_died)
+    ├── SandboxError                  the gateway could not finish an execution or a
+    │                                 command (a gateway_error event, e.g. kernel_died)
     ├── PluginError                   a plugin invocation failed (a failed event:
     │                                 plugin_error, worker_crashed, timeout, ...)
-    └── TimeoutError                  an execution's own timeout fired; also a
-                                      builtins.TimeoutError
+    └── TimeoutError                  an execution's or a command's own timeout
+                                      fired; also a builtins.TimeoutError
 
 Code that raises inside a sandbox is data, not an exception: ``session.execute("1/0")``
-returns an ``Execution`` whose ``.error`` is an ``ExecutionError``.
+returns an ``Execution`` whose ``.error`` is an ``ExecutionError``, and a command that
+fails is too: ``session.commands.run("false").exit_code`` is 1.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, ClassVar
 import httpx
 
 if TYPE_CHECKING:
+    from ._agent_models import CommandResult
     from ._models import Execution
 
 __all__ = [
@@ -288,19 +290,22 @@ class ExecutionError(SandcellError):
 
 
 class SandboxError(SandcellError):
-    """The gateway could not finish an execution (a ``gateway_error`` event).
+    """The gateway could not finish an execution or a command (a ``gateway_error`` event).
 
-    ``code`` says why, e.g. ``kernel_died``; ``.execution`` holds the partial output.
+    ``code`` says why, e.g. ``kernel_died``; ``.execution`` (or, for a command, ``.command``)
+    holds the partial output.
 
     >>> SandboxError("kernel_died", "the kernel exited").code
     'kernel_died'
     """
 
-    def __init__(self, code: str, message: str, *, execution: Execution | None = None) -> None:
-        super().__init__(_sandbox_message(code, message))
+    def __init__(self, code: str, message: str, *, execution: Execution | None = None,
+                 command: CommandResult | None = None) -> None:
+        super().__init__(_sandbox_message(code, message, "the command" if command is not None else "the execution"))
         self.code = code
         self.message = message
         self.execution = execution
+        self.command = command
 
 
 class PluginError(SandcellError):
@@ -323,26 +328,37 @@ class PluginError(SandcellError):
 
 
 class TimeoutError(SandcellError, builtins.TimeoutError):
-    """An execution's per-call ``timeout`` fired; the gateway interrupted the kernel.
+    """An execution's (or a command's) ``timeout`` fired; the gateway interrupted the kernel
+    (or killed the command's process group).
 
-    ``.execution`` holds the output produced before the interrupt.
+    ``.execution`` (or ``.command``) holds the output produced before that.
 
     >>> err = TimeoutError(5)
     >>> isinstance(err, builtins.TimeoutError), err.timeout
     (True, 5)
     """
 
-    def __init__(self, timeout: float | None, *, execution: Execution | None = None) -> None:
-        super().__init__(_timeout_message(timeout))
+    def __init__(self, timeout: float | None, *, execution: Execution | None = None,
+                 command: CommandResult | None = None) -> None:
+        super().__init__(_timeout_message(timeout) if command is None else _command_timeout_message(timeout))
         self.timeout = timeout
         self.execution = execution
+        self.command = command
 
 
-def _sandbox_message(code: str, message: str) -> str:
-    text = f"the sandbox could not finish the execution ({code}): {message}"
+def _sandbox_message(code: str, message: str, what: str = "the execution") -> str:
+    text = f"the sandbox could not finish {what} ({code}): {message}"
     if code == "kernel_died":
         text += ". The kernel died (often out of memory); session.restart() gives a fresh one"
     return text
+
+
+def _command_timeout_message(timeout: float | None) -> str:
+    limit = f"its {timeout:g} s timeout" if timeout is not None else "its timeout"
+    return (
+        f"the command did not finish within {limit}; its process group was killed. "
+        "Pass a larger timeout= to run(), or start() it in the background. Partial output is in .command"
+    )
 
 
 def _timeout_message(timeout: float | None) -> str:

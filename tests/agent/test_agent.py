@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,17 @@ def test_signal_kills_the_process_group(agent: tuple[rpc.SandboxAgentStub, Path]
     stub.Signal(pb.SignalRequest(process_id="p2", signal=9))
     events = list(stream)
     assert events[-1].exited.exit_code == -9
+
+
+def test_a_cancelled_command_is_killed_and_reaped(agent: tuple[rpc.SandboxAgentStub, Path]) -> None:
+    stub, _ = agent
+    stream = stub.Start(pb.StartRequest(command="sleep 600", process_id="p3"), timeout=30)
+    pid = next(stream).started.pid
+    stream.cancel()  # the gateway went away: the group is killed and its leader reaped
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}"):  # a zombie keeps its /proc entry until reaped
+        assert time.monotonic() < deadline, f"process {pid} was not reaped"
+        time.sleep(0.05)  # poll interval
 
 
 def test_its_protocol_loads_beside_the_plugin_protocol() -> None:

@@ -7,11 +7,12 @@ import tornado.web
 import yaml
 from openapi_spec_validator import validate
 
-from sandcell_gateway import files_handlers, handlers, jupyter_api
+from sandcell_gateway import commands_handlers, files_handlers, handlers, jupyter_api
 from sandcell_gateway.openapi import jupyter_document, jupyter_swagger, openapi_document
 from sandcell_gateway.plugins import handlers as plugin_handlers
 
-ROUTES = [*handlers.ROUTES, *files_handlers.ROUTES, *plugin_handlers.ROUTES]
+ROUTES = [*handlers.ROUTES, *files_handlers.ROUTES, *commands_handlers.ROUTES,
+          *plugin_handlers.ROUTES]
 # The path parameter each route prefix names, in the OpenAPI document.
 PARAMETERS = {"/api/v1/sandboxes/": "{sandbox_id}", "/api/v1/plugins/": "{name}",
               "/api/v1/calculate/": "{operation}"}
@@ -19,7 +20,9 @@ PARAMETERS = {"/api/v1/sandboxes/": "{sandbox_id}", "/api/v1/plugins/": "{name}"
 
 def _as_openapi(pattern: str) -> str:
     param = next((name for prefix, name in PARAMETERS.items() if pattern.startswith(prefix)), "")
-    return re.sub(r"\(\[\^/\]\+\)", param, pattern)
+    # a second parameter is a command's (/api/v1/sandboxes/{sandbox_id}/commands/{command_id})
+    path = re.sub(r"\(\[\^/\]\+\)", param, pattern, count=1)
+    return re.sub(r"\(\[\^/\]\+\)", "{command_id}", path)
 
 
 def test_document_lists_exactly_the_served_routes() -> None:
@@ -49,6 +52,7 @@ def test_document_lists_the_gateways_templates_and_plugins() -> None:
 def test_rate_limited_operations_document_429_with_retry_after() -> None:
     paths = openapi_document()["paths"]
     for path in ["/api/v1/sandboxes", "/api/v1/sandboxes/{sandbox_id}/execute",
+                 "/api/v1/sandboxes/{sandbox_id}/commands",
                  "/api/v1/plugins/{name}/invoke", "/api/v1/calculate/{operation}"]:
         response = paths[path]["post"]["responses"]["429"]
         assert response["headers"]["Retry-After"]["schema"]["minimum"] == 1, path

@@ -162,8 +162,8 @@ def test_rate_refusal_is_429_with_whole_seconds_retry_after() -> None:
 
 @pytest.mark.parametrize(("admit", "words"), [
     ("admit_create", "may create 0.5 sandboxes per second (create_rate; create_burst 1)"),
-    ("admit_execute", "may run 0.5 executions or plugin invocations per second "
-                      "(execute_rate; execute_burst 1)")])
+    ("admit_execute", "may run 0.5 executions, commands, file calls or plugin invocations "
+                      "per second (execute_rate; execute_burst 1)")])
 def test_rate_refusal_says_the_limit_its_value_and_the_wait_as_docs_api_md_shows(
         admit: str, words: str) -> None:
     tenant = Tenant.from_config(TenantConfig("alice", token_sha256="a" * 64, create_rate=0.5,

@@ -122,4 +122,4 @@ def test_a_field_of_several_types_names_each() -> None:
     assert info.value.message == "field 'x' must be a string or an object, got a number"
     with pytest.raises(BadRequest) as info:
         parse_body(b'{"y": 1}', fields)
-    assert info.value.message == "field 'y' must be list, got a number"
+    assert info.value.message == "field 'y' must be an array, got a number"

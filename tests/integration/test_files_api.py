@@ -155,3 +155,15 @@ def test_a_full_workspace_is_507_and_leaves_nothing(http: httpx.Client, sandbox:
 
 def test_unknown_sandbox_is_404(http: httpx.Client) -> None:
     assert http.get(files("sbx_0000000000000000"), params={"path": "x"}).status_code == 404
+
+
+def test_rename_onto_an_existing_name_needs_overwrite(http: httpx.Client, sandbox: str) -> None:
+    for name in ("a.txt", "b.txt"):
+        http.put(files(sandbox), params={"path": name}, content=name.encode())
+    move = {"source": "a.txt", "destination": "b.txt"}
+    assert error(http.post(files(sandbox, "/rename"), json=move)) == (409, "file_exists")
+    assert http.post(files(sandbox, "/rename"), json=move | {"overwrite": True}).status_code == 200
+    assert http.get(files(sandbox), params={"path": "b.txt"}).content == b"a.txt"
+    lone_surrogate = b'{"source": "b.txt", "destination": "\\ud800"}'  # valid JSON, no UTF-8
+    assert error(http.post(files(sandbox, "/rename"), content=lone_surrogate)) == \
+        (400, "invalid_path")

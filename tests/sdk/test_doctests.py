@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["sandcell._config", "sandcell._core", "sandcell._exceptions", "sandcell._models",
+MODULES = ["sandcell._agent_models", "sandcell._config", "sandcell._core", "sandcell._exceptions", "sandcell._models",
            "sandcell._streaming", "sandcell.jupyter._wire"]
 
 

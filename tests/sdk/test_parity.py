@@ -13,13 +13,16 @@ TWINS = [
     (sandcell.Sessions, sandcell.AsyncSessions),
     (sandcell.Session, sandcell.AsyncSession),
     (sandcell.ExecutionStream, sandcell.AsyncExecutionStream),
+    (sandcell.Files, sandcell.AsyncFiles),
+    (sandcell.Commands, sandcell.AsyncCommands),
+    (sandcell.CommandHandle, sandcell.AsyncCommandHandle),
 ]
 PROTOCOLS = {"__enter__": "__aenter__", "__exit__": "__aexit__", "__iter__": "__aiter__", "__next__": "__anext__"}
 
 
 def test_clients_sessions_and_streams_are_context_managers() -> None:
     for sync, async_ in TWINS:
-        if sync is not sandcell.Sessions:
+        if sync not in (sandcell.Sessions, sandcell.Files, sandcell.Commands):
             assert hasattr(sync, "__enter__") and hasattr(async_, "__aenter__"), sync
 
 

@@ -52,17 +52,36 @@ class AsyncGatewayAPI:
             transport=transport,
         )
 
-    async def request(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
-        """Send a request and read its response; raise for transport errors and error statuses."""
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        content: Any = None,
+    ) -> httpx.Response:
+        """Send a request and read its response; raise for transport errors and error statuses.
+
+        ``content`` is a raw body (bytes, or an iterator of them, streamed); ``params`` the query.
+        """
         with self.errors():
-            response = await self._http.request(method, path, json=json)
+            response = await self._http.request(method, path, json=json, params=params, content=content)
         if response.is_error:
             raise error_from_response(response)
         return response
 
-    def build_request(self, method: str, path: str, *, json: Any, timeout: Timeout) -> httpx.Request:
+    def build_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        timeout: Timeout,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
         """A request to send later with ``send_stream`` (nothing goes over the wire yet)."""
-        return self._http.build_request(method, path, json=json, timeout=timeout.as_httpx())
+        return self._http.build_request(method, path, json=json, params=params, timeout=timeout.as_httpx())
 
     async def send_stream(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and return its response unread, for streaming."""

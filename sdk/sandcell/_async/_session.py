@@ -16,6 +16,8 @@ from .._core import execute_body, json_object, sandbox_path, save_notebook
 from .._exceptions import ExecutionError, NotFoundError
 from .._models import Execution, ExecutionEvent, Result, SandboxInfo
 from .._streaming import Callbacks, ExecutionAccumulator, parse_event
+from ._commands import AsyncCommands
+from ._files import AsyncFiles
 from ._lines import AsyncResponseLines
 
 if TYPE_CHECKING:
@@ -95,7 +97,8 @@ class AsyncSession:
     """One sandbox: a kernel of your own until you close it (or its time to live ends).
 
     Code that raises is data: ``execute()`` returns it as ``Execution.error``.
-    Leaving the ``with`` block deletes the sandbox.
+    ``files`` and ``commands`` reach the same sandbox (its template must run the agent:
+    ``agent = true``). Leaving the ``with`` block deletes the sandbox.
 
     Example::
 
@@ -104,12 +107,17 @@ class AsyncSession:
             assert execution.stdout == "hi\\n" and execution.text == "42"
             failed = await session.execute("1/0")
             assert failed.error.ename == "ZeroDivisionError"
+            await session.files.write("data/in.csv", "a,b\n1,2\n")
+            r = await session.commands.run("wc -l data/in.csv")
+            assert (r.exit_code, r.stdout) == (0, "2 data/in.csv\n")
     """
 
     def __init__(self, api: AsyncGatewayAPI, info: SandboxInfo) -> None:
         self._api = api
         self._info = info
         self._closed = False
+        self.files = AsyncFiles(api, info.id)
+        self.commands = AsyncCommands(api, info.id)
 
     @property
     def id(self) -> str:

@@ -2,12 +2,17 @@
 """Client, sessions and execution streams (edit ``_async/``; ``_sync/`` is generated)."""
 
 from ._client import Client, GatewayAPI, Sessions
+from ._commands import CommandHandle, Commands
+from ._files import Files
 from ._plugins import Plugin, PluginInvocation, Plugins
 from ._session import ExecutionStream, Session
 
 __all__ = [
     "Client",
+    "CommandHandle",
+    "Commands",
     "ExecutionStream",
+    "Files",
     "GatewayAPI",
     "Plugin",
     "PluginInvocation",

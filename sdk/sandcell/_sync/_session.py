@@ -17,6 +17,8 @@ from .._core import execute_body, json_object, sandbox_path, save_notebook
 from .._exceptions import ExecutionError, NotFoundError
 from .._models import Execution, ExecutionEvent, Result, SandboxInfo
 from .._streaming import Callbacks, ExecutionAccumulator, parse_event
+from ._commands import Commands
+from ._files import Files
 from ._lines import ResponseLines
 
 if TYPE_CHECKING:
@@ -96,7 +98,8 @@ class Session:
     """One sandbox: a kernel of your own until you close it (or its time to live ends).
 
     Code that raises is data: ``execute()`` returns it as ``Execution.error``.
-    Leaving the ``with`` block deletes the sandbox.
+    ``files`` and ``commands`` reach the same sandbox (its template must run the agent:
+    ``agent = true``). Leaving the ``with`` block deletes the sandbox.
 
     Example::
 
@@ -105,12 +108,17 @@ class Session:
             assert execution.stdout == "hi\\n" and execution.text == "42"
             failed = session.execute("1/0")
             assert failed.error.ename == "ZeroDivisionError"
+            session.files.write("data/in.csv", "a,b\n1,2\n")
+            r = session.commands.run("wc -l data/in.csv")
+            assert (r.exit_code, r.stdout) == (0, "2 data/in.csv\n")
     """
 
     def __init__(self, api: GatewayAPI, info: SandboxInfo) -> None:
         self._api = api
         self._info = info
         self._closed = False
+        self.files = Files(api, info.id)
+        self.commands = Commands(api, info.id)
 
     @property
     def id(self) -> str:
