@@ -20,14 +20,14 @@ from pathlib import Path
 from sandcell_gateway.imagebuild import ensure_images
 from sandcell_gateway.testing import GatewayProcess
 
-from . import (baselines, calculator, churn, concurrency, faults, footprint, latency,
-               sandbox_cost, throughput)
+from . import (agent_surface, baselines, calculator, churn, concurrency, faults, footprint,
+               latency, sandbox_cost, throughput)
 from .plugins import plugin_samples
 from .stats import FIRST, READY, ROUND_TRIP, STREAM, Sample, Target, table, targets_table
 
 SCENARIOS = ("ready", "first", "roundtrip", "stream", "concurrency", "footprint", "plugins",
-             "faults", "cost", "churn", "calculator")
-OWN_TABLES = {"faults", "cost", "churn", "calculator"}  # benches with a table of their own
+             "faults", "cost", "churn", "calculator", "agent")
+OWN_TABLES = {"faults", "cost", "churn", "calculator", "agent"}  # benches with a table of their own
 CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -156,6 +156,9 @@ def main() -> None:
         print()
         calculator.report(calculator.run(calculator.Plan(400, 8)),
                           args.json.with_name("calculator.json"))
+    if "agent" in args.scenarios:
+        print()
+        agent_surface.report(agent_surface.run(100, 3), args.json.with_name("agent_surface.json"))
 
 
 def run_faults(path: Path) -> None:

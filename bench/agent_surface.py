@@ -128,13 +128,16 @@ def main() -> None:
     parser.add_argument("--big-runs", type=int, default=3, help="100 MiB uploads + downloads")
     parser.add_argument("--json", type=Path, default=Path("bench/results/agent_surface.json"))
     args = parser.parse_args()
-    samples = run(args.runs, args.big_runs)
+    report(run(args.runs, args.big_runs), args.json)
+
+
+def report(samples: list[Sample], json_path: Path) -> None:
     print(table(samples, BASELINES))
     print()
     print(targets_table(samples))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
-    print(f"wrote {args.json}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps([s.as_dict() for s in samples], indent=2))
+    print(f"wrote {json_path}")
 
 
 if __name__ == "__main__":
