@@ -118,8 +118,8 @@ def _gateway_errors() -> Iterator[None]:
 
 def _tool_error(exc: SandcellError) -> ToolError:
     if isinstance(exc, APIConnectionError):
-        return ToolError(f"{exc}. Is the gateway running? The MCP server finds it from --url or "
-                         "SANDCELL_URL, and its token from SANDCELL_TOKEN")
+        return ToolError(f"{str(exc).rstrip('.')}. This MCP server finds its gateway from --url or "
+                         "SANDCELL_URL, and the token from SANDCELL_TOKEN")
     if isinstance(exc, SandcellTimeoutError):
         partial = exc.command.stdout if exc.command is not None else ""
         return ToolError(f"the command did not finish within its {exc.timeout:g} s timeout and was "
