@@ -4,16 +4,18 @@ against a real gateway of its own, with real sandboxes and their agents."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -62,22 +64,34 @@ def server_env(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def http_server(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``sandcell mcp --http PORT`` on a free port; its URL once it accepts connections."""
+    with http_server_process(server_env, tmp_path_factory.mktemp("mcp-http")) as (_, url):
+        yield url
+
+
+@contextmanager
+def http_server_process(env: dict[str, str], workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
-    log = tmp_path_factory.mktemp("mcp-http") / "server.log"
+    log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "sandcell_gateway.cli", "mcp", "--http", str(port)],
-                                   env=server_env, stdout=out, stderr=subprocess.STDOUT)
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: _listening(process, port, log), 30, "sandcell mcp --http to listen")
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield process, f"http://127.0.0.1:{port}/mcp"
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> int:
+    """SIGTERM, and SIGKILL if it has not stopped within 30 s (then fail)."""
+    if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-            raise
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+        raise
 
 
 def _free_port() -> int:
@@ -264,3 +278,58 @@ async def test_one_session_cannot_reach_another_s_sandboxes(connect: Any) -> Non
         result = await call(second, "run_code", sandbox_id=sandbox, code="1")
         assert "unknown sandbox id" in error_text(result)
 
+
+
+# Raw JSON-RPC, for the tests that signal the server while a session is open (the official
+# client's own shutdown would race the signal).
+INITIALIZE = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
+CREATE = {"name": "create_sandbox", "arguments": {}}
+
+
+def message(method: str, params: dict[str, Any] | None = None, request_id: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params or {}}
+    return body if request_id is None else {**body, "id": request_id}
+
+
+def test_sigterm_to_a_stdio_server_closes_its_sandboxes(server_env: dict[str, str], gateway: Gateway) -> None:
+    with subprocess.Popen([sys.executable, "-m", "sandcell_gateway.cli", "mcp"], env=server_env,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            def send(body: dict[str, Any]) -> None:
+                assert process.stdin is not None
+                process.stdin.write(json.dumps(body).encode() + b"\n")
+                process.stdin.flush()
+
+            send(message("initialize", INITIALIZE, 1))
+            assert json.loads(process.stdout.readline())["id"] == 1
+            send(message("notifications/initialized"))
+            send(message("tools/call", CREATE, 2))
+            sandbox = json.loads(process.stdout.readline())["result"]["structuredContent"]["sandbox_id"]
+            assert sandbox in live_sandboxes(gateway)
+            process.send_signal(signal.SIGTERM)  # stdin still open: a host's fallback, not its first step
+            wait_for(lambda: sandbox not in live_sandboxes(gateway), 30, "the sandbox to close")
+        finally:
+            process.stdin.close()
+            stop(process)
+
+
+def test_stopping_the_http_server_closes_its_sessions_sandboxes(server_env: dict[str, str], gateway: Gateway,
+                                                               tmp_path: Path) -> None:
+    with http_server_process(server_env, tmp_path) as (process, url), httpx.Client(timeout=60) as http:
+        def post(body: dict[str, Any], session: str | None = None) -> httpx.Response:
+            headers = {"Accept": "application/json, text/event-stream"}
+            if session is not None:
+                headers |= {"mcp-session-id": session, "mcp-protocol-version": INITIALIZE["protocolVersion"]}
+            reply = http.post(url, json=body, headers=headers)
+            assert reply.status_code < 300, reply.text
+            return reply
+
+        session = post(message("initialize", INITIALIZE, 1)).headers["mcp-session-id"]
+        post(message("notifications/initialized"), session)
+        reply = post(message("tools/call", CREATE, 2), session)
+        data = [line[len("data:"):] for line in reply.text.splitlines() if line.startswith("data:")]
+        sandbox = json.loads(data[-1])["result"]["structuredContent"]["sandbox_id"]
+        assert sandbox in live_sandboxes(gateway)
+        stop(process)  # SIGTERM with the session still open
+        assert sandbox not in live_sandboxes(gateway)
