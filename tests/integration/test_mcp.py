@@ -21,7 +21,6 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ImageContent, TextContent
-
 from sandcell.mcp import TOOLS
 
 from .conftest import Gateway, wait_for

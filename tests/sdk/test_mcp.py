@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
-from mcp.types import TextContent
-
+from mcp.types import CallToolResult, TextContent
 from sandcell.mcp import TOOLS, build_server
 
 pytestmark = pytest.mark.anyio
@@ -34,9 +33,9 @@ async def client(closed_port: int) -> AsyncIterator[ClientSession]:
         yield session
 
 
-def error_text(result: object) -> str:
-    assert getattr(result, "isError", False), result
-    return "\n".join(block.text for block in getattr(result, "content") if isinstance(block, TextContent))
+def error_text(result: CallToolResult) -> str:
+    assert result.isError, result
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 async def test_the_tools_take_a_sandbox_id_and_bounded_timeouts(client: ClientSession) -> None:
