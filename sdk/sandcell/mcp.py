@@ -36,7 +36,7 @@ from typing_extensions import TypedDict  # pydantic reads it on Python < 3.12
 
 from ._agent_models import FileInfo
 from ._async import AsyncClient, AsyncSession
-from ._exceptions import APIConnectionError, SandcellError
+from ._exceptions import APIConnectionError, APIStatusError, SandboxError, SandcellError
 from ._exceptions import TimeoutError as SandcellTimeoutError
 from ._models import Execution
 
@@ -117,15 +117,29 @@ def _gateway_errors() -> Iterator[None]:
 
 
 def _tool_error(exc: SandcellError) -> ToolError:
+    """The SDK's message, with the advice an MCP caller can follow (its own hints name Python calls)."""
     if isinstance(exc, APIConnectionError):
         return ToolError(f"{str(exc).rstrip('.')}. This MCP server finds its gateway from --url or "
                          "SANDCELL_URL, and the token from SANDCELL_TOKEN")
     if isinstance(exc, SandcellTimeoutError):
         partial = exc.command.stdout if exc.command is not None else ""
-        return ToolError(f"the command did not finish within its {exc.timeout:g} s timeout and was "
+        return ToolError(f"the command did not finish within its {exc.timeout} s timeout and was "
                          "killed; pass a larger timeout, or run it in the background "
                          f"(`cmd > log 2>&1 &`). Its stdout so far: {partial!r}")
+    if isinstance(exc, APIStatusError) and exc.code in HINTS:
+        return ToolError(f"{exc.status_code} {exc.code}: {exc.message}. {HINTS[exc.code]}")
+    if isinstance(exc, SandboxError) and exc.code in HINTS:
+        return ToolError(f"the sandbox could not finish ({exc.code}): {exc.message}. {HINTS[exc.code]}")
     return ToolError(str(exc))
+
+
+RECREATE = "close_sandbox it, and create_sandbox a fresh one"
+HINTS = {  # by the gateway's error code
+    "not_found": f"The sandbox expired or was deleted; {RECREATE}",
+    "file_not_found": "list_files shows what is there",
+    "kernel_died": f"Its kernel died (often out of memory); {RECREATE}",
+    "sandbox_closed": f"The sandbox is closing; {RECREATE}",
+}
 
 
 class SandboxCreated(TypedDict):

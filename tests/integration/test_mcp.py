@@ -251,6 +251,22 @@ async def test_bad_input_is_a_tool_error_that_says_what_to_change(connect: Any) 
         assert texts(await call(client, "run_code", sandbox_id=sandbox, code="6*7")) == ["42"]
 
 
+async def test_a_dead_or_deleted_sandbox_is_a_tool_error_that_says_to_make_a_new_one(
+        connect: Any, gateway: Gateway) -> None:
+    async with connect() as client:
+        dead, deleted = await create(client), await create(client)
+        died = await call(client, "run_code", sandbox_id=dead, code="import os\nos._exit(1)")
+        assert "kernel_died" in error_text(died) and "create_sandbox a fresh one" in error_text(died)
+        again = await call(client, "run_code", sandbox_id=dead, code="1")
+        assert "kernel_died" in error_text(again) and "create_sandbox a fresh one" in error_text(again)
+        with gateway.http() as http:
+            assert http.delete(f"/api/v1/sandboxes/{deleted}").status_code == 204
+        gone = await call(client, "run_command", sandbox_id=deleted, command="true")
+        assert "not_found" in error_text(gone) and "create_sandbox a fresh one" in error_text(gone)
+        for sandbox in (dead, deleted):
+            assert not (await call(client, "close_sandbox", sandbox_id=sandbox)).isError
+
+
 async def test_close_sandbox_deletes_it(connect: Any, gateway: Gateway) -> None:
     async with connect() as client:
         sandbox = await create(client)
