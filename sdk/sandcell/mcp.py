@@ -79,8 +79,12 @@ class Sandboxes:
 
     async def close(self, sandbox_id: str) -> None:
         session = self.get(sandbox_id)
-        await session.close()
-        del self._open[sandbox_id]
+        del self._open[sandbox_id]  # first: a second close_sandbox of it is an unknown id
+        try:
+            await session.close()
+        except BaseException:
+            self._open[sandbox_id] = session  # not closed: it still closes with the session
+            raise
 
     async def close_all(self) -> None:
         """Close every sandbox still open, at once; one that fails to close does not stop the rest."""
@@ -279,12 +283,13 @@ async def close_sandbox(ctx: Ctx, sandbox_id: SandboxId) -> str:
     return f"closed {sandbox_id}"
 
 
-def build_server(*, base_url: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+def build_server(*, base_url: str | None = None, host: str = "127.0.0.1",
                  log_level: LogLevel = "WARNING") -> FastMCP[Sandboxes]:
     """The MCP server: the tools in ``TOOLS``, one ``Sandboxes`` per MCP session.
 
     FastMCP enters its lifespan once per session (each stdio run, each HTTP session), so
-    tearing it down is where a session's sandboxes close.
+    tearing it down is where a session's sandboxes close. ``host`` is where HTTP listens:
+    on loopback, FastMCP refuses other ``Host``/``Origin`` headers (DNS rebinding).
     """
     @asynccontextmanager
     async def session_sandboxes(_: FastMCP[Sandboxes]) -> AsyncIterator[Sandboxes]:
@@ -298,7 +303,7 @@ def build_server(*, base_url: str | None = None, host: str = "127.0.0.1", port: 
                 await client.close()
 
     server: FastMCP[Sandboxes] = FastMCP(
-        "sandcell", lifespan=session_sandboxes, host=host, port=port,
+        "sandcell", lifespan=session_sandboxes, host=host,
         log_level=log_level,
         instructions="Sandcell sandboxes: create_sandbox, then run_code / run_command / files "
                      "with its sandbox_id; close_sandbox when done.")
@@ -348,7 +353,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``sandcell mcp [--http PORT] [--host HOST] [--url URL]``; logs go to stderr."""
     args = _parser().parse_args(argv)
-    server = build_server(base_url=args.url, host=args.host, port=args.http or 8000, log_level=args.log_level)
+    server = build_server(base_url=args.url, host=args.host, log_level=args.log_level)
     if args.http is None:
         anyio.run(_serve_stdio, server)
     else:
