@@ -1,6 +1,7 @@
 """``sandcell`` command line: ``serve`` the gateway, ``images`` build/list the sandbox images,
 ``tenants`` make the config lines of a tenant's token, ``kernelspec install`` the Jupyter
-kernelspecs of the templates (the SDK's ``python -m sandcell.jupyter``, client-side)."""
+kernelspecs of the templates (the SDK's ``python -m sandcell.jupyter``, client-side), ``mcp``
+serve the sandboxes to AI agents over the Model Context Protocol (the SDK's ``sandcell.mcp``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO")
     sub.add_parser("images", help="build or list sandbox images", add_help=False)
     sub.add_parser("kernelspec", help="install Jupyter kernelspecs for the templates",
+                   add_help=False)
+    sub.add_parser("mcp", help="Model Context Protocol server for agents (stdio, or --http PORT)",
                    add_help=False)
     tenants = sub.add_parser("tenants", help="config lines for tenants' tokens")
     tenant_sub = tenants.add_subparsers(dest="tenants_command", required=True)
@@ -62,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from sandcell.jupyter.__main__ import main as jupyter_main
 
         return jupyter_main(argv, prog="sandcell")
+    if argv[:1] == ["mcp"]:
+        from sandcell.mcp import main as mcp_main
+
+        return mcp_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "tenants":
         return _tenants(args)
