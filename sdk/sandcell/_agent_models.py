@@ -7,7 +7,6 @@ twins parse, accumulate and call back identically.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from urllib.parse import quote
 
 from ._core import sandbox_path
 from ._exceptions import SandboxError, TimeoutError
+from ._streaming import json_object
 
 __all__ = [
     "CommandAccumulator",
@@ -166,11 +166,8 @@ def parse_command_line(line: str) -> _Wire | None:
     """
     if not line.strip():
         return None
-    try:
-        payload = json.loads(line)
-    except ValueError as exc:
-        raise SandboxError("invalid_event", f"the gateway sent a line that is not JSON: {line[:200]!r}") from exc
-    content = payload.get("content") if isinstance(payload, dict) else None
+    payload = json_object(line)
+    content = payload.get("content")
     if not isinstance(content, dict):
         raise SandboxError("invalid_event", f"the gateway sent an event without content: {line[:200]!r}")
     return _Wire(str(payload.get("msg_type", "")), content)

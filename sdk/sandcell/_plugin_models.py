@@ -6,13 +6,13 @@ Both clients use these, so ``Plugin.invoke`` behaves the same in ``Client`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 from urllib.parse import quote
 
 from ._exceptions import PluginError, SandboxError
 from ._progress import progress_sink
+from ._streaming import json_object
 
 __all__ = [
     "CompletedEvent",
@@ -180,11 +180,8 @@ def parse_plugin_event(line: str) -> PluginEvent | None:
     """The event on one NDJSON line of an invoke stream; ``None`` for a blank line."""
     if not line.strip():
         return None
-    try:
-        payload = json.loads(line)
-    except ValueError as exc:
-        raise SandboxError("invalid_event", f"the gateway sent a line that is not JSON: {line[:200]!r}") from exc
-    content = payload.get("content") if isinstance(payload, dict) else None
+    payload = json_object(line)
+    content = payload.get("content")
     if not isinstance(content, dict):
         raise SandboxError("invalid_event", f"the gateway sent an event without content: {line[:200]!r}")
     msg_type = str(payload.get("msg_type", ""))

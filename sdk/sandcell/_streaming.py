@@ -53,7 +53,7 @@ def parse_event(line: str) -> ExecutionEvent | None:
     """
     if not line.strip():
         return None
-    payload = _json_object(line)
+    payload = json_object(line)
     msg_type = str(payload.get("msg_type", ""))
     content = payload.get("content")
     seq = payload.get("seq")
@@ -65,7 +65,8 @@ def parse_event(line: str) -> ExecutionEvent | None:
     )
 
 
-def _json_object(line: str) -> dict[str, Any]:
+def json_object(line: str) -> dict[str, Any]:
+    """One NDJSON line of a gateway stream (execute, invoke, command), as a JSON object."""
     try:
         payload = json.loads(line)
     except ValueError as exc:
