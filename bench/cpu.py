@@ -29,6 +29,13 @@ def machine_cpu() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+def _ticks(stat: str, first: int, end: int) -> float:
+    """Seconds in fields ``first:end`` of a /proc stat line, counted after the command name:
+    utime, stime (11, 12), then the reaped children's cutime, cstime (13, 14)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[first:end]) / TICK
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineProcess:
     cpu: float  # seconds, its reaped children included
@@ -43,10 +50,8 @@ def engine_processes() -> dict[int, EngineProcess]:
             text = stat.read_text()
             comm = text[text.index("(") + 1:text.rindex(")")]
             if comm in ENGINE or comm.startswith(SHIM):
-                fields = text.rsplit(")", 1)[1].split()
                 command = (stat.parent / "cmdline").read_bytes()
-                found[int(stat.parent.name)] = EngineProcess(
-                    sum(int(f) for f in fields[11:15]) / TICK, command)
+                found[int(stat.parent.name)] = EngineProcess(_ticks(text, 11, 15), command)
         except OSError:  # it exited while we looked
             continue
     return found
@@ -89,13 +94,11 @@ SPLIT = ("containers", "gateway", "dockerd + containerd", "shims, runc, FUSE (re
 
 
 def _own_and_reaped(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / TICK
+    return _ticks(Path(f"/proc/{pid}/stat").read_text(), 11, 15)
 
 
 def _reaped(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[13:15]) / TICK
+    return _ticks(Path(f"/proc/{pid}/stat").read_text(), 13, 15)
 
 
 def _pids(*comms: str) -> list[int]:
