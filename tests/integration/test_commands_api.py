@@ -253,8 +253,17 @@ def test_a_killed_agent_ends_its_commands_and_the_sandbox(http: httpx.Client) ->
     sandbox = str(http.post("/api/v1/sandboxes", json={}).json()["id"])
     try:
         running = background(http, sandbox, command="sleep 600")
-        # a command's parent is the agent: this one kills it
-        last = run(http, sandbox, command="kill -9 $PPID; sleep 600")[-1]
+        # A command's parent is the agent: this one kills it, once its start was reported
+        # (killed before, the agent never says it started: the POST is then a 409).
+        killer = "while [ ! -e go ]; do sleep 0.01; done; kill -9 $PPID; sleep 600"
+        with http.stream("POST", commands(sandbox), json={"command": killer}) as stream:
+            lines = stream.iter_lines()
+            assert json.loads(next(lines))["msg_type"] == "started"
+            go = http.put(f"/api/v1/sandboxes/{sandbox}/files", params={"path": "go"},
+                          content=b"")
+            # the agent may die between making "go" and answering the write that made it
+            assert go.status_code == 200 or error(go) == (409, "kernel_died"), go.text
+            last = json.loads(list(lines)[-1])
         assert last["msg_type"] == "gateway_error" and last["content"]["code"] == "kernel_died"
         assert events_of(http, sandbox, running["id"])[-1]["content"]["code"] == "kernel_died"
 
