@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..base import BaseHandler
-from ..errors import BadRequest, GatewayError, NotFound
+from ..errors import BadRequest, GatewayError, NotFound, TooManyRequests
 from ..sandbox import Sandbox
 from ..tenants import Tenant
 
@@ -50,6 +50,8 @@ class E2BHandler(BaseHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, GatewayError) else self._reason
+        if isinstance(exc, TooManyRequests):  # the SDK waits this long before its retry
+            self.set_header("Retry-After", str(exc.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish({"code": status_code, "message": message, "request_id": self.request_id})
 

@@ -11,7 +11,7 @@ b'\\x00\\x00\\x00\\x00\\x08{"a": 1}'
 >>> read_envelope(frame)
 {'a': 1}
 >>> end_of_stream(ConnectError("not_found", "no such process"))
-b'\\x02\\x00\\x00\\x00<{"error": {"code": "not_found", "message": "no such process"}}'
+b'\\x02\\x00\\x00\\x00>{"error": {"code": "not_found", "message": "no such process"}}'
 """
 
 from __future__ import annotations

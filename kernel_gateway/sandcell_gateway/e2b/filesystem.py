@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..errors import NotFound
 from ..files import FileService
 from ..tenants import Tenant
 from .connect import ConnectError, field, text_field
@@ -36,8 +37,14 @@ async def stat(call: FilesCall, message: Message) -> Message:
 
 
 async def make_dir(call: FilesCall, message: Message) -> Message:
-    info = await call.files.make_dir(call.sandbox_id, call.tenant, path_of(message))
-    return {"entry": entry_info(info)}
+    """envd says ``already_exists`` for a directory that is there (the SDK returns False);
+    the agent's MakeDir succeeds on one, so it is asked first."""
+    path = path_of(message)
+    try:
+        await call.files.stat(call.sandbox_id, call.tenant, path)
+    except NotFound:
+        return {"entry": entry_info(await call.files.make_dir(call.sandbox_id, call.tenant, path))}
+    raise ConnectError("already_exists", f"{text_field(message, 'path')} already exists")
 
 
 async def move(call: FilesCall, message: Message) -> Message:
