@@ -9,6 +9,7 @@ library can abort at interpreter shutdown; docs/e2b.md).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from e2b import (
     NotFoundException,
     TimeoutException,
 )
+from e2b import PtySize
 from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
@@ -152,6 +154,10 @@ def files_and_control() -> Result:
         listed = sorted(e.path for e in sbx.files.list("d", depth=2))
         sbx.files.rename("d/e/f.txt", "/home/user/g.txt")
         sbx.files.remove("d")
+        many = sbx.files.write_files([{"path": "m/1.txt", "data": "one"},
+                                      {"path": "/home/user/m/2.txt", "data": b"two"}])
+        streamed = sbx.files.write("s.bin", io.BytesIO(b"\x00\x01"))  # octet-stream
+        pty = raised(lambda: sbx.pty.create(PtySize(rows=24, cols=80)))
         sbx.set_timeout(120)
         info = sbx.get_info()
         again = Sandbox.connect(sbx.sandbox_id)
@@ -162,7 +168,11 @@ def files_and_control() -> Result:
                 "code_env": again.run_code("import os; os.environ['GREETING']").text,
                 "metadata": info.metadata, "seconds_left":
                     (info.end_at - info.started_at).total_seconds(),
-                "pwd": sbx.commands.run("pwd").stdout.strip()}
+                "pwd": sbx.commands.run("pwd").stdout.strip(),
+                "many": sorted(w.path for w in many),
+                "many_read": [sbx.files.read("m/1.txt"), sbx.files.read("m/2.txt")],
+                "streamed": [streamed.path, list(sbx.files.read("s.bin", format="bytes"))],
+                "pty": pty}
 
 
 SCENARIOS: dict[str, Callable[..., Result]] = {

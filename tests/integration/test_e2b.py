@@ -132,6 +132,10 @@ def test_files_timeouts_envs_and_connect(gateway: Gateway) -> None:
     assert result["metadata"] == {"who": "test"}
     assert 115 < result["seconds_left"] < 130  # set_timeout(120) from about now
     assert result["pwd"] == "/home/sandbox"  # the documented difference: E2B's is /home/user
+    assert result["many"] == ["/home/user/m/1.txt", "/home/user/m/2.txt"]
+    assert result["many_read"] == ["one", "two"]
+    assert result["streamed"] == ["/home/user/s.bin", [0, 1]]
+    assert result["pty"] == "SandboxException"  # unimplemented: no PTY (docs/e2b.md)
 
 
 def _e2b(gateway: Gateway, method: str, path: str, key: str | None = "",
@@ -190,3 +194,8 @@ def test_envd_refusals_are_connect_errors(gateway: Gateway) -> None:
         assert wrong_port.status_code == 404
     finally:
         _e2b(gateway, "DELETE", f"/sandboxes/{created['sandboxID']}")
+
+
+def test_an_unknown_e2b_route_is_an_e2b_shaped_404(gateway: Gateway) -> None:
+    response = _e2b(gateway, "POST", "/sandboxes/x/pause")
+    assert response.status_code == 404 and response.json()["code"] == 404

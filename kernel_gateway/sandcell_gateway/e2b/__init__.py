@@ -17,9 +17,25 @@ These routes are not in the gateway's OpenAPI document: their contract is E2B's
 from __future__ import annotations
 
 from ..base import BaseHandler
+from ..errors import NotFound
 from . import control, envd, interpreter
+from .base import E2BHandler
+
+
+class E2BFallbackHandler(E2BHandler):
+    """An unknown ``/e2b`` route: 404 in E2B's shape, which the SDK can read (it fails on
+    Sandcell's own ``{"error": ...}``)."""
+
+    public = True
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound(f"no route {self.request.method} {self.request.path} on Sandcell's "
+                       "E2B surface (docs/e2b.md)")
+
 
 ROUTES: list[tuple[str, type[BaseHandler]]] = [*control.ROUTES, *envd.ROUTES,
-                                               *interpreter.ROUTES]
+                                               *interpreter.ROUTES,
+                                               (r"/e2b/.*", E2BFallbackHandler)]
 
 __all__ = ["ROUTES"]
