@@ -18,9 +18,9 @@ from typing import Any
 from e2b import (
     FileNotFoundException,
     NotFoundException,
+    PtySize,
     TimeoutException,
 )
-from e2b import PtySize
 from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
