@@ -14,6 +14,7 @@ import tornado.http1connection
 import tornado.httputil
 import tornado.web
 
+from .config import E2BConfig
 from .cors import CorsPolicy
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
                      Unauthorized)
@@ -80,6 +81,7 @@ class Deps:
     cors: CorsPolicy = dataclasses.field(default_factory=CorsPolicy)  # default: CORS off
     files: FileService | None = None  # files in sandboxes, through their agents
     commands: CommandService | None = None  # commands in sandboxes, through their agents
+    e2b: E2BConfig = dataclasses.field(default_factory=E2BConfig)  # the /e2b surface (docs/e2b.md)
 
 
 @tornado.web.stream_request_body

@@ -17,6 +17,10 @@ Example ``sandcell.toml``::
     [gateway.cors]           # browser pages on these origins may call the gateway (off by default)
     allow_origin = ["https://app.example.com", "http://localhost:3000"]
 
+    [gateway.e2b]            # E2B's own SDK against /e2b/api and /e2b/sbx (docs/e2b.md); on by default
+    enabled = true
+    aliases = { base = "python", "code-interpreter-v1" = "python" }  # E2B template -> Sandcell
+
     [templates.python]
     min_ready = 2
     max_total = 16
@@ -54,8 +58,9 @@ import os
 import re
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .pool_sizing import parse_size
 
@@ -244,6 +249,34 @@ class CorsConfig:
                               f"{', '.join(_METHODS)}")
 
 
+@dataclasses.dataclass(frozen=True)
+class E2BConfig:
+    """``[gateway.e2b]``: the E2B-compatible surface (docs/e2b.md).
+
+    ``aliases`` maps an E2B template id to a Sandcell template; an id it does not name is
+    taken as a Sandcell template's own name. The surface needs the template's agent (files,
+    commands): a template without it answers those calls ``failed_precondition``.
+
+    >>> E2BConfig().template("code-interpreter-v1"), E2BConfig().template("tiny")
+    ('python', 'tiny')
+    """
+
+    enabled: bool = True
+    aliases: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"base": "python", "code-interpreter-v1": "python"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"[gateway.e2b] enabled must be true or false, got {self.enabled!r}")
+        if not isinstance(self.aliases, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.aliases.items()):
+            raise ConfigError("[gateway.e2b] aliases must map E2B template ids to Sandcell "
+                              "template names (strings)")
+
+    def template(self, e2b_template: str) -> str:
+        return self.aliases.get(e2b_template, e2b_template)
+
+
 DEFAULT_TENANT = "default"
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -331,6 +364,7 @@ class GatewayConfig:
     )
     plugins: PluginsConfig = PluginsConfig()
     cors: CorsConfig = CorsConfig()  # off: no origin allowed
+    e2b: E2BConfig = E2BConfig()  # on: the E2B SDK's routes under /e2b (docs/e2b.md)
     # The Docker Engine API endpoint ("unix:///...", "tcp://host:2375"); "" means what
     # docker.from_env() picks: $DOCKER_HOST (and its TLS variables), else the local socket.
     docker_host: str = ""
@@ -406,6 +440,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> GatewayConf
     gateway = _known(raw.get("gateway", {}), GatewayConfig, "[gateway]")
     gateway.update({k: v for k, v in overrides.items() if v is not None})
     gateway["cors"] = _cors(gateway.pop("cors", {}))
+    gateway["e2b"] = _e2b(gateway.pop("e2b", {}))
     for key in ("state_dir", "runtime_dir", "store_path"):
         if key in gateway:
             gateway[key] = Path(gateway[key]).expanduser()
@@ -442,6 +477,14 @@ def _cors(raw: Any) -> CorsConfig:
         if key in fields:
             fields[key] = _strings(fields[key], f"{_CORS} {key}")
     return CorsConfig(**fields)
+
+
+def _e2b(raw: Any) -> E2BConfig:
+    """``[gateway.e2b]``; its ``aliases`` add to (or override) the default ones."""
+    fields = _known(raw, E2BConfig, "[gateway.e2b]")
+    if isinstance(fields.get("aliases"), dict):
+        fields["aliases"] = {**E2BConfig().aliases, **fields["aliases"]}
+    return E2BConfig(**fields)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

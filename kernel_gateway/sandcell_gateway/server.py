@@ -56,7 +56,7 @@ async def serve(config: GatewayConfig) -> None:
     server = tornado.httpserver.HTTPServer(
         make_app(Deps(service, tenants, jupyter, config.max_body_size, plugins=plugins,
                       websocket_max_message_size=config.websocket_max_message_size,
-                      cors=CorsPolicy(config.cors),
+                      cors=CorsPolicy(config.cors), e2b=config.e2b,
                       files=FileService(service, config.max_file_size),
                       commands=CommandService(service, config.max_output_bytes))),
         max_body_size=config.max_body_size * 4, idle_connection_timeout=300)

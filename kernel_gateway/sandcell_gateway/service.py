@@ -221,6 +221,14 @@ class SandboxService:
         if sandbox is not None:
             sandbox.touch()
 
+    def set_timeout(self, sandbox_id: str, tenant: Tenant, seconds: float) -> Sandbox:
+        """The sandbox now ends ``seconds`` from now, sooner or later than before (E2B's
+        ``set_timeout``). Held in memory: a restarted gateway keeps the stored expiry."""
+        sandbox = self.get(sandbox_id, tenant)
+        sandbox.expires_at = time.time() + seconds
+        sandbox.touch()
+        return sandbox
+
     def list(self, tenant: Tenant) -> list[Sandbox]:
         return [s for s in self._sandboxes.values() if s.tenant == tenant.name]
 
