@@ -1,6 +1,6 @@
 """``python -m bench.agent_surface``: files and commands through the sandbox agent.
 
-One gateway with the agent on (``agent = true``), one session, all through the SDK as an
+One gateway (its template runs the agent, the default), one session, all through the SDK as an
 agent would call it:
 
 * ``files.write + files.read, 1 KiB``: one round trip each, the bytes checked;
@@ -35,7 +35,6 @@ CONFIG = """
 gateway_id = "{gateway_id}"
 
 [templates.python]
-agent = true
 min_ready = 1
 max_total = 2
 

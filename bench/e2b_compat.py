@@ -34,7 +34,6 @@ CONFIG = """
 gateway_id = "{gateway_id}"
 
 [templates.python]
-agent = true
 min_ready = 2
 max_total = 4
 

@@ -8,6 +8,8 @@ kernel provisioner, guard and kernel connection) exactly as a pool makes one:
 * ``kernel up``: from started to the kernel's ``kernel_info`` reply: the interpreter, the
   kernel's imports and its initialisation;
 * ``IOPub proof``: a silent cell whose output is seen (the pool's readiness proof);
+* ``agent up``: for a template with ``agent = true``, until the sandbox agent answers Health
+  (it started beside the kernel, so most of its CPU falls in the phases before);
 * ``remove``: off the request path since the reaper, but still the machine's CPU.
 
 Each phase gets its wall time and CPU: the whole machine's (``/proc/stat``, less the idle rate
@@ -40,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sandcell_gateway.agent import AgentConnection
 from sandcell_gateway.backend import DockerBackend
 from sandcell_gateway.config import GatewayConfig, load_config
 from sandcell_gateway.containers import LaunchSpec
@@ -54,8 +57,8 @@ from .baseline_image import ensure_baseline_image
 from .cpu import (CORES, EngineProcess, container_cpu, engine_delta, engine_processes, idle_rate,
                   machine_cpu)
 
-PHASES = ("create", "start", "kernel up", "IOPub proof", "remove")
-PRODUCE = PHASES[:4]
+PHASES = ("create", "start", "kernel up", "IOPub proof", "agent up", "remove")
+PRODUCE = PHASES[:5]
 FIELDS = ("wall", "machine", "container", "own", "daemons")
 IMPORTS = "kernel imports (in-container process CPU)"
 CONFIG = """
@@ -71,6 +74,7 @@ image = "{image}"
 min_ready = 0
 max_total = 1
 runtime = "{runtime}"
+agent = {agent}
 """
 
 
@@ -148,6 +152,11 @@ async def one_sandbox(config: GatewayConfig, backend: DockerBackend, guard: Kern
             await kernel.wait_ready(config.ready_timeout)
         with meter.phase("IOPub proof"):
             await kernel.warm_up()
+        with meter.phase("agent up"):
+            if template.agent:
+                agent = AgentConnection(handle.conn_dir)
+                await agent.wait_ready(config.ready_timeout)
+                await agent.channel.close()
     finally:
         kernel.close()
         with meter.phase("remove"):
@@ -240,17 +249,20 @@ def as_json(samples: list[dict[str, Phase]], imports: list[float]) -> list[dict[
 def run(runs: int, runtimes: list[str], baseline: bool = True) -> tuple[str, dict[str, Any]]:
     ensure_images(["python"])
     images = [("baseline (image before issue 13, overlay /usr)", ensure_baseline_image(),
-               "never")] if baseline else []
-    images += [("sandcell image, overlay /usr", "sandcell/python:latest", "never"),
-               ("sandcell image, bound /usr and /opt", "sandcell/python:latest", "always")]
+               "never", False)] if baseline else []
+    images += [("sandcell image, overlay /usr", "sandcell/python:latest", "never", False),
+               ("sandcell image, bound /usr and /opt", "sandcell/python:latest", "always", False),
+               ("sandcell image + agent, bound /usr and /opt", "sandcell/python:latest",
+                "always", True)]
     with tempfile.TemporaryDirectory() as state:
         systems = []
-        for label, image, bind in images:
+        for label, image, bind, agent in images:
             for runtime in runtimes:
                 name = f"{label}, {runtime or 'the default runtime'}"
                 path = Path(state) / f"gateway-{len(systems)}.toml"
                 path.write_text(CONFIG.format(stamp=int(time.time()), state=state, image=image,
-                                              runtime=runtime, bind=bind))
+                                              runtime=runtime, bind=bind,
+                                              agent=str(agent).lower()))
                 systems.append(System(name, load_config(path)))
         asyncio.run(measure(systems, runs))
     tables = [table(s.name, s.samples, s.imports) for s in systems]

@@ -31,7 +31,6 @@ sandbox_ttl = 600
 [templates.python]
 min_ready = 2
 max_total = 6
-agent = true  # files_and_commands.ipynb
 
 [plugins]
 min_ready = 1

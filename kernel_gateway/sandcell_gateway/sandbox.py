@@ -165,8 +165,9 @@ class Sandbox:
         """The live sandbox's agent (files, commands), or the error that says why not."""
         self._check_alive()
         if self.agent is None:
-            raise BadRequest(f"sandbox {self.id}'s template {self.template!r} runs no agent "
-                             "(files and commands need one)", code="no_agent")
+            raise BadRequest(f"sandbox {self.id}'s template {self.template!r} runs no agent, "
+                             "which files and commands need: set agent = true in "
+                             f"[templates.{self.template}]", code="no_agent")
         self.touch()
         return self.agent
 

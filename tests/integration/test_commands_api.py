@@ -28,7 +28,6 @@ max_output_bytes = {CAP}
 [templates.python]
 min_ready = 1
 max_total = 4
-agent = true
 
 [tenants.slow]
 token_sha256 = "{hash_token(SLOW_TOKEN)}"

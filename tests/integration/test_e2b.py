@@ -32,7 +32,6 @@ gateway_id = "{{gateway_id}}"
 [templates.python]
 min_ready = 2
 max_total = 6
-agent = true
 
 [plugins]
 enabled = false

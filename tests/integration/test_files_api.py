@@ -24,10 +24,14 @@ max_file_size = {MAX_FILE}
 [templates.python]
 min_ready = 1
 max_total = 4
-agent = true
 
 [templates.python.limits]
 workspace_size = "8m"
+
+[templates.lean]
+min_ready = 0
+max_total = 1
+agent = false
 
 [plugins]
 enabled = false
@@ -125,6 +129,49 @@ def test_a_symlink_pointing_outside_is_invalid(http: httpx.Client, sandbox: str)
     assert error(http.get(files(sandbox), params={"path": "pw"})) == (400, "invalid_path")
     assert error(http.put(files(sandbox), params={"path": "etc/x"}, content=b"x")) == \
         (400, "invalid_path")
+
+
+def test_a_symlink_swapped_during_calls_never_leads_outside(http: httpx.Client,
+                                                           sandbox: str) -> None:
+    """A cell flips ``flip`` between a directory of the workspace and ``/conn`` (the kernel's
+    keys, bind-mounted from the host) while the calls go on: each call is inside, or 400."""
+    run(http, sandbox, """
+import os, threading, time
+os.makedirs('real', exist_ok=True)
+open('real/kernel.json', 'w').write('decoy')
+def flip():
+    end, i = time.time() + 120, 0
+    while time.time() < end and not os.path.exists('stop'):
+        os.symlink(('real', '/conn')[i % 2], 'flip.new'); os.replace('flip.new', 'flip'); i += 1
+threading.Thread(target=flip, daemon=True).start()
+""")
+    seen: set[tuple[int, str]] = set()
+    try:
+        for i in range(150):
+            got = http.get(files(sandbox), params={"path": "flip/kernel.json"})
+            assert got.status_code == 400 or got.content == b"decoy", got.content[:200]
+            wrote = http.put(files(sandbox), params={"path": f"flip/sub{i % 3}/evil"},
+                             content=b"evil")
+            seen |= {(got.status_code, "read"), (wrote.status_code, "write")}
+            for reply in (got, wrote):
+                assert reply.status_code == 200 or error(reply) == (400, "invalid_path")
+    finally:
+        http.put(files(sandbox), params={"path": "stop"}, content=b"")
+    # both outcomes happened: the swap really raced the calls
+    assert {(200, "read"), (400, "read"), (200, "write"), (400, "write")} <= seen, seen
+    assert run(http, sandbox, "import glob; print(glob.glob('/conn/**/evil', recursive=True) "
+                              "or glob.glob('/conn/sub*'))").strip() == "[]"
+
+
+def test_a_template_without_the_agent_refuses_files_and_commands(http: httpx.Client) -> None:
+    sandbox = str(http.post("/api/v1/sandboxes", json={"template": "lean"}).json()["id"])
+    try:
+        for reply in (http.get(files(sandbox), params={"path": "x"}),
+                      http.post(f"/api/v1/sandboxes/{sandbox}/commands", json={"command": "true"})):
+            assert error(reply) == (400, "no_agent")
+            assert "agent = true" in reply.json()["error"]["message"]
+    finally:
+        http.delete(f"/api/v1/sandboxes/{sandbox}")
 
 
 def test_absolute_paths_inside_the_workspace_and_tmp(http: httpx.Client, sandbox: str) -> None:

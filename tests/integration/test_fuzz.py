@@ -23,8 +23,8 @@ SETTINGS = Path(__file__).with_name("schemathesis.toml")
 # however slow the machine (a 5 s cull once made the availability check fail under load). The
 # fuzzer holds a handful of sandboxes at a time (it deletes most, and any TTL it asks for is
 # short), so a fixed pool of 16 never runs dry; a fixed size also keeps a burst of claims from
-# starting a dozen containers at once. The agent is on, so the file routes are fuzzed against
-# a sandbox that serves them, not only against its refusal (400 no_agent).
+# starting a dozen containers at once. The agent is on (the default), so the file routes are
+# fuzzed against a sandbox that serves them, not only against its refusal (400 no_agent).
 FUZZ_CONFIG = """
 [gateway]
 gateway_id = "{gateway_id}"
@@ -32,7 +32,6 @@ sandbox_ttl = 60
 idle_timeout = 0
 
 [templates.python]
-agent = true
 min_ready = 2
 max_total = 16
 adaptive = false

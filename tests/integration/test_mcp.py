@@ -35,7 +35,6 @@ gateway_id = "{gateway_id}"
 [templates.python]
 min_ready = 1
 max_total = 6
-agent = true
 
 [plugins]
 enabled = false

@@ -23,7 +23,6 @@ gateway_id = "{gateway_id}"
 [templates.python]
 min_ready = 1
 max_total = 4
-agent = true
 
 [plugins]
 enabled = false

@@ -24,7 +24,6 @@ max_file_size = {MAX_FILE}
 [templates.python]
 min_ready = 1
 max_total = 4
-agent = true
 
 [plugins]
 enabled = false
