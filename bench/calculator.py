@@ -12,7 +12,13 @@ Scenarios, on each gateway:
 * ``calculator API, one client back to back``: one keep-alive HTTP client doing
   ``POST /api/v1/calculate/add`` in a loop; req/s, p50, p95, p99;
 * ``calculator API, 8 clients``: eight such clients at once (threads, one connection each);
-* ``plugin invoke, reused worker``: ``client.plugins.invoke("add_numbers", ...)`` in a loop.
+* ``plugin invoke, reused worker``: ``client.plugins.invoke("add_numbers", ...)`` in a loop;
+* ``calculator API, 8 clients, fresh workers``: on the new gateway only, the same eight
+  clients on workers just started, before the others. The calculator is Java: each worker's
+  JVM compiles its hot paths during its first couple of hundred calls, so these requests cost
+  the workers about three times the CPU of later ones. ``--warm-up`` more requests (not
+  measured) then pass before the steady scenarios above, which measure the load a pool serves
+  for as long as it runs (``max_age`` recycles a worker every 5 minutes).
 
 Next to each throughput: the CPU one request cost (gateway process, the plugin workers'
 containers, and this client) and the physical limit that implies on this machine's cores.
@@ -66,6 +72,8 @@ execute_burst = 1000000
 SYSTEMS = ("baseline (per_call)", "sandcell (shared)")
 ONE, EIGHT, INVOKE = ("calculator API, one client back to back", "calculator API, 8 clients",
                       "plugin invoke, reused worker")
+FRESH = "calculator API, 8 clients, fresh workers"
+BASELINE_OF = {FRESH: EIGHT}  # the baseline's every worker is fresh
 
 
 @dataclasses.dataclass
@@ -203,6 +211,7 @@ class Plan:
     requests: int          # per scenario on the new gateway
     baseline_requests: int  # per scenario on the baseline (a container start per call)
     baseline_config: Path | None = None
+    warm_up: int = 2400    # requests between the fresh-worker scenario and the steady ones
 
 
 @contextlib.contextmanager
@@ -214,23 +223,27 @@ def gateway(config: str) -> Iterator[GatewayProcess]:
         yield gw
 
 
-def run_system(system: str, config: str, n: int, warm_up: bool) -> list[Row]:
+def run_system(system: str, config: str, n: int, warm_up: int | None) -> list[Row]:
+    """The steady scenarios; with ``warm_up``, first the fresh workers' (see the docstring)."""
     with gateway(config) as gw:
         meter = CpuMeter(gw)
-        if warm_up:  # not measured: starts the workers 8 clients at once need
-            clients(gw, 8 * 3)
-        return [measure(ONE, system, meter, lambda: one_client(gw, n)),
-                measure(EIGHT, system, meter, lambda: clients(gw, n)),
-                measure(INVOKE, system, meter, lambda: invokes(gw, n))]
+        rows = []
+        if warm_up is not None:
+            clients(gw, 8 * 3)  # not measured: starts the workers 8 clients at once need
+            rows.append(measure(FRESH, system, meter, lambda: clients(gw, n)))
+            clients(gw, warm_up)
+        return rows + [measure(ONE, system, meter, lambda: one_client(gw, n)),
+                       measure(EIGHT, system, meter, lambda: clients(gw, n)),
+                       measure(INVOKE, system, meter, lambda: invokes(gw, n))]
 
 
 def run(plan: Plan) -> list[Row]:
     ensure_images(["plugin-python", "plugin-java"])
     with tempfile.TemporaryDirectory() as workdir:
         rows = run_system(SYSTEMS[0], baseline_config(Path(workdir), plan.baseline_config),
-                          plan.baseline_requests, warm_up=False)  # nothing to warm
+                          plan.baseline_requests, warm_up=None)  # nothing to warm
     shipped = CONFIG.replace("{plugins_dir}", str(default_plugins_dir()))
-    return rows + run_system(SYSTEMS[1], shipped, plan.requests, warm_up=True)
+    return rows + run_system(SYSTEMS[1], shipped, plan.requests, warm_up=plan.warm_up)
 
 
 def table(rows: list[Row]) -> str:
@@ -238,7 +251,8 @@ def table(rows: list[Row]) -> str:
             f"(gateway + workers + client) | limit on {CORES} cores | vs baseline |"),
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        base = next(r for r in rows if r.scenario == row.scenario and r.system == SYSTEMS[0])
+        scenario = BASELINE_OF.get(row.scenario, row.scenario)
+        base = next(r for r in rows if r.scenario == scenario and r.system == SYSTEMS[0])
         ratio = "baseline" if row is base else f"{row.rate / base.rate:.0f}x req/s, " \
             f"{base.pct(0.5) / row.pct(0.5):.0f}x faster p50"
         out.append(f"| {row.scenario} | {row.system} | {len(row.latencies)} | {row.rate:.1f} | "
@@ -267,6 +281,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests per calculator scenario on the new gateway")
     parser.add_argument("--baseline-requests", type=int, default=8,
                         help="requests per scenario on the baseline (each starts a container)")
+    parser.add_argument("--warm-up", type=int, default=Plan.warm_up,
+                        help="requests (8 clients, not measured) after the fresh-worker "
+                             "scenario, before the steady ones")
     parser.add_argument("--baseline-config", type=Path, default=None,
                         help="gateway TOML for the baseline ({gateway_id} where the id goes); "
                              "default: the shipped config with every seed plugin per_call")
@@ -290,7 +307,8 @@ def main() -> None:
     add_arguments(parser)
     parser.add_argument("--json", type=Path, default=Path("bench/results/calculator.json"))
     args = parser.parse_args()
-    report(run(Plan(args.requests, args.baseline_requests, args.baseline_config)), args.json)
+    report(run(Plan(args.requests, args.baseline_requests, args.baseline_config, args.warm_up)),
+           args.json)
 
 
 if __name__ == "__main__":
