@@ -76,7 +76,7 @@ def gone(pid: int) -> bool:
     """No such process, or only its zombie (killed, not yet reaped by its new parent)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before, or while, we read
         return True
 
 
