@@ -17,14 +17,19 @@ Then, when the session ends, two checks fail it:
 
 The real home is not walked whole: other programs (editors, shells, agents) write there while
 the tests run, so only the places this project and its Jupyter stack would use are watched.
+
+Every async test and fixture also runs on one event loop for the session (see
+:func:`one_event_loop`: grpc.aio cannot follow a closed loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import site
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +55,25 @@ _real_home: Path | None = None
 _session_home: Path | None = None
 _before: Snapshot | None = None
 _found: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Every async test and fixture runs on asyncio, on the one loop of :func:`one_event_loop`."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def one_event_loop(anyio_backend: str) -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """One event loop for the whole session: AnyIO keeps its loop while an async fixture holds
+    it, and this one does from the first test to the last.
+
+    grpc.aio needs it. Its completion queue is one per process, alive while any aio channel or
+    server is, and every loop that ever used grpc.aio reads it. An event of an RPC started on a
+    loop is posted back to that loop, from whichever loop reads it: if that loop was closed (a
+    channel cancelled its calls as a module ended, their last events came after its last turn),
+    the reader raises "Event loop is closed" into a test that only began to use grpc.aio."""
+    yield asyncio.get_running_loop()
 
 
 def snapshot(home: Path) -> Snapshot:

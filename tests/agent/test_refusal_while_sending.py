@@ -14,11 +14,6 @@ from sandcell_agent.server import Agent, serve
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize("attempt", range(5))  # the race it guards against is a timing one
 async def test_past_max_size_while_still_sending(tmp_path: Path, attempt: int) -> None:
     workspace = tmp_path / "ws"

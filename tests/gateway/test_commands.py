@@ -34,13 +34,6 @@ pytestmark = pytest.mark.anyio
 LIMIT = 32 << 20
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    """One loop, one channel for the module: grpc.aio's poller stays bound to the loop it
-    started on, and delivered a closed channel's last events to a closed per-test loop."""
-    return "asyncio"
-
-
 def serve_agent(root: Path) -> grpc.Server:
     (root / "ws").mkdir()
     return serve(str(root / "agent.sock"), Agent(Roots(str(root / "ws"), str(root))))
@@ -83,7 +76,7 @@ def gone(pid: int) -> bool:
     """No such process, or only its zombie (killed, not yet reaped by its new parent)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before, or while, we read
         return True
 
 

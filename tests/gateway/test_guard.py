@@ -371,11 +371,6 @@ async def test_a_sandboxs_message_rate_is_capped(kernel_side: FakeKernelSockets,
         conn.close()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_a_kernels_backlog_does_not_keep_the_loop_to_itself(
         kernel_side: FakeKernelSockets, tmp_path: Path) -> None:

@@ -70,8 +70,3 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 def client(gateway: GatewayProcess) -> Iterator[sandcell.Client]:
     with sandcell.Client(base_url=gateway.url, token=gateway.token) as c:
         yield c
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

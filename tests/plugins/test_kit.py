@@ -57,6 +57,13 @@ async def invoke(stub: pb_grpc.PluginWorkerStub, **inputs: Any) -> list[pb.Invok
     return [event async for event in stub.Invoke(request, timeout=10)]
 
 
+async def test_grpc_aio_runs_on_the_sessions_one_loop(
+        one_event_loop: asyncio.AbstractEventLoop) -> None:
+    """This module's channels share grpc.aio's completion queue with the agent's tests
+    (tests/gateway): their loop must still be open, so it is this one (conftest.py)."""
+    assert asyncio.get_running_loop() is one_event_loop and not one_event_loop.is_closed()
+
+
 async def test_health_and_init(stub: pb_grpc.PluginWorkerStub) -> None:
     health = await stub.Health(pb.HealthRequest(), timeout=5)
     assert health.status == pb.HealthResponse.Status.SERVING
