@@ -108,7 +108,8 @@ def test_cannot_reach_another_sandboxs_kernel(client: sandcell.Client) -> None:
     with client.sessions.create() as session, client.sessions.create() as other:
         ex = session.execute(code, timeout=30)
         files, mounts = ex.stdout.splitlines()
-        assert files == "['k-1', 'k-2', 'k-3', 'k-4', 'k-5', 'kernel.json']"
+        # its kernel's ipc sockets and connection file, and its agent's socket
+        assert files == "['agent.sock', 'k-1', 'k-2', 'k-3', 'k-4', 'k-5', 'kernel.json']"
         # besides /conn, on fuse-overlayfs only the read-only copies of the image's own /usr
         # and /opt (README)
         on_fuse = docker.from_env().info()["Driver"] == "fuse-overlayfs"
