@@ -4,9 +4,11 @@ Two gateways in one run, one after the other, each on the shipped templates but 
 config changes:
 
 * **baseline** (the old settings, or the TOML ``--baseline-config`` names): a fixed pool of
-  ``min_ready = 2`` (``adaptive = false``) of the image as it was before the leaner kernel
-  (``sandcell/python:baseline``, bench/baseline_image.py);
-* **sandcell**: the shipped defaults (the ready target follows the claim rate).
+  ``min_ready = 2`` (``adaptive = false``), two containers started at once, ``/usr`` and
+  ``/opt`` read through the storage driver, of the image as it was before the leaner kernel
+  (``sandcell/python:baseline``, bench/baseline_image.py), which has no sandbox agent;
+* **sandcell**: the shipped defaults (the ready target follows the claim rate, and each
+  sandbox runs the agent).
 
 Scenarios, on each gateway, all through the SDK as a user would write them:
 
@@ -46,12 +48,15 @@ from .cpu import CORES, SPLIT, idle_rate, machine_cpu, split_snapshot
 BASELINE = """
 [gateway]
 gateway_id = "{gateway_id}"
+bind_image_dirs = "never"  # /usr and /opt through fuse-overlayfs, as before
+launch_concurrency = 2
 
 [templates.python]
 image = "{image}"
 min_ready = 2
 max_total = 16
 adaptive = false
+agent = false  # the image predates the sandbox agent
 
 [plugins]
 enabled = false

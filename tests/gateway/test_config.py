@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ def test_file_overrides_and_flags_override_file(tmp_path: Path) -> None:
     assert set(config.templates) == {"python", "big"}
 
 
+def test_launch_concurrency_defaults_to_two_per_core() -> None:
+    assert load_config().launch_concurrency == 2 * (os.cpu_count() or 1)
+
+
 def test_port_zero_gateways_get_distinct_ids() -> None:
     assert load_config(port=0).gateway_id.startswith("sandcell-pid")
 
@@ -36,6 +41,8 @@ def test_port_zero_gateways_get_distinct_ids() -> None:
     ("[templates.x]\nmin_ready = 5\nmax_total = 2\n", "min_ready <= max_total"),
     ("[templates.x.limits]\nmemroy = '1g'\n", "[templates.x.limits]: unknown key(s) memroy"),
     ("not toml ===", "cannot read config file"),
+    ("[gateway]\nlaunch_concurrency = 0\n", "launch_concurrency must be a whole number >= 1"),
+    ("[gateway]\nlaunch_concurrency = true\n", "launch_concurrency must be a whole number >= 1"),
 ])
 def test_bad_files_are_clear_errors(tmp_path: Path, text: str, words: str) -> None:
     path = tmp_path / "bad.toml"
