@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,6 @@ def test_file_overrides_and_flags_override_file(tmp_path: Path) -> None:
     assert config.template("big").limits.memory == "4g"
     assert config.template("big").limits.pids == 256  # untouched default
     assert set(config.templates) == {"python", "big"}
-
-
-def test_launch_concurrency_defaults_to_two_per_core() -> None:
-    assert load_config().launch_concurrency == 2 * (os.cpu_count() or 1)
 
 
 def test_port_zero_gateways_get_distinct_ids() -> None:
