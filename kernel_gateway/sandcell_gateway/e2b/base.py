@@ -33,18 +33,18 @@ class E2BHandler(BaseHandler):
     """Errors as E2B's API writes them: ``{"code": <HTTP status>, "message"}``."""
 
     def _authenticate(self) -> Tenant | None:
-        for header in ("X-API-KEY", "X-Access-Token", "E2B-Traffic-Access-Token"):
-            given = self.request.headers.get(header, "").strip()
-            if given:
-                return self.deps.tenants.authenticate(given)
+        if self.token:
+            return self.deps.tenants.authenticate(self.token)
         return super()._authenticate()
 
     @property
     def token(self) -> str:
-        """The key this request came with: the envd token handed back to the SDK."""
+        """The key this request came with (the first of E2B's headers that holds one): the
+        envd token handed back to the SDK."""
         for header in ("X-API-KEY", "X-Access-Token", "E2B-Traffic-Access-Token"):
-            if self.request.headers.get(header):
-                return self.request.headers[header].strip()
+            given = self.request.headers.get(header, "").strip()
+            if given:
+                return given
         return ""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
