@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -38,34 +39,62 @@ STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
 # keep-alive connection stays usable; past it (or when chunked) the response says
 # "Connection: close" instead.
 DRAIN_LIMIT = 1 << 30
+# How long a connection that says "Connection: close" goes on reading (and dropping) what the
+# client still sends, after its response and a FIN (nginx's lingering_timeout is the same).
+LINGER_SECONDS = 5.0
 
 
 def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
-                       handler: tornado.web.RequestHandler) -> None:
+                       handler: tornado.web.RequestHandler) -> bool:
     """Keep the connection of a request answered before its body was read usable.
 
     An error raised before the handler method (401 in ``prepare``, an unknown route, a path
     that is not UTF-8, a 413) finishes the response before tornado has read the body. Tornado
     then closes the socket with the body still unread, which makes the kernel send a reset,
     and its response does not say ``Connection: close``: a pooling client sends its next
-    request on a dead connection and gets ``ECONNRESET``. So a declared body is drained
-    instead (tornado drops what arrives after the response), and the connection is kept; a
-    body that cannot be drained gets an honest ``Connection: close``.
+    request on a dead connection and gets ``ECONNRESET``. So tornado reads on and drops the
+    body instead. A declared body is drained and the connection kept. A body with no declared
+    end (chunked, or past ``DRAIN_LIMIT``) gets an honest ``Connection: close``; True is then
+    returned, and the caller closes with ``close_lingering`` once the response is out.
     """
     connection = request.connection
     if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
             or connection._read_finished:
-        return
+        return False
     declared = request.headers.get("Content-Length", "0")
-    if request.headers.get("Transfer-Encoding") or not declared.isdigit() \
-            or int(declared) > DRAIN_LIMIT:
+    undrainable = bool(request.headers.get("Transfer-Encoding")) or not declared.isdigit() \
+        or int(declared) > DRAIN_LIMIT
+    if undrainable:
         handler.set_header("Connection", "close")
-        return
-    if int(declared) > 0:  # this request's cap only: tornado makes a connection per request
-        connection.set_max_body_size(int(declared))
+    # this request's cap only: tornado makes a connection object per request
+    connection.set_max_body_size(int(declared) if declared.isdigit() and int(declared) > 0
+                                 else DRAIN_LIMIT)
     # Read "finished" for finish()'s purpose: tornado goes on reading the body, drops it (the
     # response is written) and then serves the connection's next request.
     connection._read_finished = True
+    return undrainable
+
+
+def close_lingering(request: tornado.httputil.HTTPServerRequest) -> None:
+    """Close a connection whose client may still be sending, without a reset.
+
+    Closing a socket with bytes unread makes the kernel answer with a reset instead of a FIN,
+    and a reset can overtake the response still in flight, or reach a client that reads it
+    as ``ECONNRESET``. So the gateway half-closes (the client reads the whole response, then
+    EOF), tornado goes on reading and dropping, and the socket is closed at the client's EOF
+    or after ``LINGER_SECONDS``, whichever comes first (Apache and nginx do the same).
+    """
+    connection = request.connection
+    if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
+            or connection.stream is None or connection.stream.closed():
+        return
+    stream = connection.stream
+    try:
+        stream.socket.shutdown(socket.SHUT_WR)
+    except OSError:  # the client is gone already
+        stream.close()
+        return
+    stream.io_loop.call_later(LINGER_SECONDS, stream.close)
 
 
 @dataclasses.dataclass
@@ -172,8 +201,11 @@ class BaseHandler(tornado.web.RequestHandler):
         return parse_body(self.raw_body(), fields)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
-        settle_unread_body(self.request, self)
-        return super().finish(chunk)
+        linger = settle_unread_body(self.request, self)
+        flushed = super().finish(chunk)
+        if linger:
+            flushed.add_done_callback(lambda _: close_lingering(self.request))
+        return flushed
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
