@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import socket
 import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from .config import E2BConfig
 from .cors import CorsPolicy
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
                      Unauthorized)
+from .lingering import half_close
 from .service import SandboxService
 from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
@@ -39,9 +39,6 @@ STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 404: "not_found",
 # keep-alive connection stays usable; past it (or when chunked) the response says
 # "Connection: close" instead.
 DRAIN_LIMIT = 1 << 30
-# How long a connection that says "Connection: close" goes on reading (and dropping) what the
-# client still sends, after its response and a FIN (nginx's lingering_timeout is the same).
-LINGER_SECONDS = 5.0
 
 
 def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
@@ -55,7 +52,7 @@ def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
     request on a dead connection and gets ``ECONNRESET``. So tornado reads on and drops the
     body instead. A declared body is drained and the connection kept. A body with no declared
     end (chunked, or past ``DRAIN_LIMIT``) gets an honest ``Connection: close``; True is then
-    returned, and the caller closes with ``close_lingering`` once the response is out.
+    returned, and the caller half-closes once the response is out (lingering.py).
     """
     connection = request.connection
     if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
@@ -73,28 +70,6 @@ def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
     # response is written) and then serves the connection's next request.
     connection._read_finished = True
     return undrainable
-
-
-def close_lingering(request: tornado.httputil.HTTPServerRequest) -> None:
-    """Close a connection whose client may still be sending, without a reset.
-
-    Closing a socket with bytes unread makes the kernel answer with a reset instead of a FIN,
-    and a reset can overtake the response still in flight, or reach a client that reads it
-    as ``ECONNRESET``. So the gateway half-closes (the client reads the whole response, then
-    EOF), tornado goes on reading and dropping, and the socket is closed at the client's EOF
-    or after ``LINGER_SECONDS``, whichever comes first (Apache and nginx do the same).
-    """
-    connection = request.connection
-    if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
-            or connection.stream is None or connection.stream.closed():
-        return
-    stream = connection.stream
-    try:
-        stream.socket.shutdown(socket.SHUT_WR)
-    except OSError:  # the client is gone already
-        stream.close()
-        return
-    stream.io_loop.call_later(LINGER_SECONDS, stream.close)
 
 
 @dataclasses.dataclass
@@ -203,8 +178,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         linger = settle_unread_body(self.request, self)
         flushed = super().finish(chunk)
-        if linger:
-            flushed.add_done_callback(lambda _: close_lingering(self.request))
+        connection = self.request.connection
+        if linger and isinstance(connection, tornado.http1connection.HTTP1Connection):
+            stream = connection.stream
+            flushed.add_done_callback(lambda _: half_close(stream))
         return flushed
 
     def write_json(self, payload: Any, status: int = 200) -> None:

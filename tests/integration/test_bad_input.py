@@ -312,10 +312,11 @@ async def test_bad_websocket_frames_are_ignored_and_the_kernel_keeps_working(
             await ws.write_message(frame, binary=binary)
             stdout, reply = await run(ws, "print(6 * 7)")
             assert (stdout, reply["content"]["status"]) == ("42\n", "ok"), name
-        # fixture limit 2 MiB. The gateway judges the frame by its header and closes while the
-        # rest is still being sent: the write may then fail, and the close is the answer.
-        sending = asyncio.ensure_future(
-            ws.write_message(b"x" * (2 * 1024 * 1024 + 1), binary=True))
+        # Far over the fixture's limit (2 MiB), and more than the sockets buffer: the gateway
+        # judges the frame by its header and closes while the client is still sending, so
+        # the 1009 reaches it only through a lingering close (without one: 8 runs in 10
+        # closed with no code). The write may then fail; the close is the answer.
+        sending = asyncio.ensure_future(ws.write_message(b"x" * (64 << 20), binary=True))
         async with asyncio.timeout(30):
             while await ws.read_message() is not None:
                 pass

@@ -71,9 +71,11 @@ async def websocket(url: str, protocol: str | None = None) -> AsyncIterator[Ws]:
 
 
 async def close(ws: Ws) -> None:
-    closed_by_server = ws.close_code is not None
+    # ended already: closed by the server, or the connection is gone (a read would then wait
+    # for ever, and hide the failure that ended it behind a timeout)
+    ended = ws.close_code is not None or ws.protocol is None or ws.protocol.stream.closed()
     ws.close()
-    if closed_by_server:
+    if ended:
         return
     async with asyncio.timeout(10):
         while await ws.read_message() is not None:
