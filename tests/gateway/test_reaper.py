@@ -7,6 +7,7 @@ prove what happens *before* a container is gone, without timing anything.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def handle(name: str) -> ContainerHandle:
     return ContainerHandle("c_" + name, "sbx_" + name, "python", Path("/nonexistent"), {})
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)  # poll the condition
