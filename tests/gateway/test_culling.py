@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ from sandcell_gateway.provisioner import ContainerHandle
 from sandcell_gateway.sandbox import Sandbox, end_of_life
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
+
+from .kernels import unanswered_kernel
 
 T0 = 1_000_000.0
 
@@ -40,29 +41,9 @@ def test_negative_idle_timeout_is_a_config_error() -> None:
 OWNER = Tenant.from_config(TenantConfig("default"))
 
 
-class FakeKernel:
-    def fail_pending(self, reason: str = "") -> None:
-        self.failed = True
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakePool:
-    """Releases as WarmPool does: its destroy callback (the service's) disposes of it."""
-
-    def __init__(self, destroy: Callable[[Sandbox], Awaitable[None]]) -> None:
-        self.released: list[str] = []
-        self._destroy = destroy
-
-    async def retire(self, sandbox: Sandbox) -> None:
-        self.released.append(sandbox.id)
-        await self._destroy(sandbox)
-
-
 def sandbox(sandbox_id: str, last_active: float) -> Sandbox:
     handle = ContainerHandle(f"c-{sandbox_id}", sandbox_id, "python", Path("/nonexistent"), {})
-    return Sandbox(handle, FakeKernel(), created_at=T0, expires_at=T0 + 3600,  # type: ignore[arg-type]
+    return Sandbox(handle, unanswered_kernel(), created_at=T0, expires_at=T0 + 3600,
                    last_active=last_active)
 
 
@@ -71,20 +52,23 @@ async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None
     config = load_config(store_path=tmp_path / "h.sqlite3", idle_timeout=60)
     runtime = FakeRuntime()
     service = SandboxService(config, runtime)
-    pool = FakePool(service._destroy)
-    service.pools = {"python": pool}  # type: ignore[dict-item]
+    pool = service.pools["python"]  # never started: it launches nothing
     idle, busy = "sbx_" + "a" * 16, "sbx_" + "b" * 16
     service._sandboxes = {idle: sandbox(idle, T0), busy: sandbox(busy, T0)}
+    for claimed in service._sandboxes.values():
+        pool.adopt(claimed)  # claimed from the pool, as recovery counts them
     await service.store.open()
     try:
         service._sandboxes[busy].last_active = T0 + 30  # e.g. an execute 30 s in
+        culled = service._sandboxes[idle]
         removed: dict[str, Any] = await service.remove_due(T0 + 61)
         await service._reaper.wait_idle()  # containers go in the background
-        assert list(removed) == [idle] and pool.released == [idle] and runtime.removed == [f"c-{idle}"]
+        assert list(removed) == [idle] and runtime.removed == [f"c-{idle}"]
+        assert pool.stats()["claimed"] == 1 and culled.kernel.closed  # retired and destroyed
         assert [s.id for s in service.list(OWNER)] == [busy]
         with pytest.raises(NotFound, match=r"removed it \(culled: idle for 61s"):
             service.get(idle, OWNER)
         assert await service.remove_due(T0 + 89) == {}  # busy was active 59 s ago
         assert list(await service.remove_due(T0 + 90)) == [busy]
     finally:
-        await service.store.close()
+        await service.close()

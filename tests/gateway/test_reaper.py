@@ -23,6 +23,8 @@ from sandcell_gateway.wire import new_sandbox_id
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
 
+from .kernels import unanswered_kernel
+
 pytestmark = pytest.mark.anyio
 OWNER = Tenant.from_config(TenantConfig("default"))
 
@@ -114,17 +116,6 @@ async def test_close_drops_the_queue_but_lets_removals_under_way_finish() -> Non
     assert docker.removed == ["c_a"] and docker.attempts == ["c_a"] and reaper.pending == 0
 
 
-class FakeKernel:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def fail_pending(self) -> None:
-        pass
-
-
 async def service_with_pool(tmp_path: Path, docker: SlowDocker
                             ) -> tuple[SandboxService, WarmPool[Sandbox]]:
     config = load_config(store_path=tmp_path / "h.sqlite3")
@@ -134,7 +125,7 @@ async def service_with_pool(tmp_path: Path, docker: SlowDocker
     async def launch(template: TemplateConfig, sandbox_id: str) -> Sandbox:
         nonlocal count
         count += 1
-        return Sandbox(handle(f"{count:016x}"), FakeKernel())  # type: ignore[arg-type]
+        return Sandbox(handle(f"{count:016x}"), unanswered_kernel())
 
     pool = WarmPool[Sandbox](config.template("python"), launch=launch, destroy=service._destroy,
                              new_id=new_sandbox_id)
@@ -163,8 +154,8 @@ async def test_delete_answers_while_docker_still_removes_and_the_id_is_gone(
         assert docker.removed == [sandbox.handle.container_id]
     finally:
         docker.gate.set()
-        await pool.close()
-        await service.store.close()
+        docker.reachable = True
+        await service.close()  # what is left goes as at shutdown, kernel connections too
 
 
 async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Path) -> None:
@@ -179,5 +170,5 @@ async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Pa
         assert not sandbox.kernel.closed
     finally:
         docker.gate.set()
-        await pool.close()
-        await service.store.close()
+        docker.reachable = True
+        await service.close()  # what is left goes as at shutdown, kernel connections too
