@@ -160,7 +160,7 @@ async def test_delete_answers_while_docker_still_removes_and_the_id_is_gone(
 
 async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Path) -> None:
     docker = SlowDocker()
-    service, pool = await service_with_pool(tmp_path, docker)
+    service, _ = await service_with_pool(tmp_path, docker)
     try:
         sandbox = await service.create(OWNER)
         docker.reachable = False
