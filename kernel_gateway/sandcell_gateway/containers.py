@@ -5,8 +5,8 @@ jupyter_client draws the same line with ``KernelProvisionerBase`` and Enterprise
 its process proxies: the callers say *what* to run (a :class:`LaunchSpec`: image, mounts,
 environment, the template's limits) and the runtime decides *how* (docker-py's
 ``containers.run`` options, labels, the hardening flags). :class:`DockerBackend`
-(backend.py) is the implementation; ``sandcell_gateway.testing.FakeRuntime`` is a typed fake
-for unit tests.
+(backend.py) is the implementation; ``sandcell_gateway.fake_runtime.FakeRuntime`` is a typed
+fake for unit tests.
 
 Every container carries its *instance id* (a sandbox's or a plugin worker's) as a label, so
 exits and recovery find it without a name or a registry of container ids.

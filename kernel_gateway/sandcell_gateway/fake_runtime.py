@@ -19,8 +19,9 @@ import asyncio
 import dataclasses
 import itertools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .containers import ContainerInfo, ExitListener, LaunchSpec
+from .containers import ContainerInfo, ContainerRuntime, ExitListener, LaunchSpec
 from .errors import BackendUnavailable
 
 
@@ -106,3 +107,7 @@ class FakeRuntime:
 
     def close(self) -> None:
         pass
+
+
+if TYPE_CHECKING:  # mypy proves the fake keeps up with the protocol it stands in for
+    _implements: ContainerRuntime = FakeRuntime()

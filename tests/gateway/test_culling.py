@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,11 @@ import pytest
 from sandcell_gateway.config import ConfigError, TenantConfig, load_config
 from sandcell_gateway.errors import NotFound
 from sandcell_gateway.fake_runtime import FakeRuntime
-from sandcell_gateway.provisioner import ContainerHandle
-from sandcell_gateway.sandbox import Sandbox, end_of_life
+from sandcell_gateway.sandbox import end_of_life
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
+
+from .kernels import EchoSandboxes
 
 T0 = 1_000_000.0
 
@@ -40,51 +40,26 @@ def test_negative_idle_timeout_is_a_config_error() -> None:
 OWNER = Tenant.from_config(TenantConfig("default"))
 
 
-class FakeKernel:
-    def fail_pending(self, reason: str = "") -> None:
-        self.failed = True
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakePool:
-    """Releases as WarmPool does: its destroy callback (the service's) disposes of it."""
-
-    def __init__(self, destroy: Callable[[Sandbox], Awaitable[None]]) -> None:
-        self.released: list[str] = []
-        self._destroy = destroy
-
-    async def retire(self, sandbox: Sandbox) -> None:
-        self.released.append(sandbox.id)
-        await self._destroy(sandbox)
-
-
-def sandbox(sandbox_id: str, last_active: float) -> Sandbox:
-    handle = ContainerHandle(f"c-{sandbox_id}", sandbox_id, "python", Path("/nonexistent"), {})
-    return Sandbox(handle, FakeKernel(), created_at=T0, expires_at=T0 + 3600,  # type: ignore[arg-type]
-                   last_active=last_active)
-
-
 @pytest.mark.anyio
 async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None:
     config = load_config(store_path=tmp_path / "h.sqlite3", idle_timeout=60)
     runtime = FakeRuntime()
     service = SandboxService(config, runtime)
-    pool = FakePool(service._destroy)
-    service.pools = {"python": pool}  # type: ignore[dict-item]
-    idle, busy = "sbx_" + "a" * 16, "sbx_" + "b" * 16
-    service._sandboxes = {idle: sandbox(idle, T0), busy: sandbox(busy, T0)}
+    sandboxes = EchoSandboxes()
+    pool = sandboxes.pool(service)
     await service.store.open()
     try:
-        service._sandboxes[busy].last_active = T0 + 30  # e.g. an execute 30 s in
+        idle, busy = await service.create(OWNER), await service.create(OWNER)
+        idle.last_active, busy.last_active = T0, T0 + 30  # e.g. an execute 30 s in
         removed: dict[str, Any] = await service.remove_due(T0 + 61)
         await service._reaper.wait_idle()  # containers go in the background
-        assert list(removed) == [idle] and pool.released == [idle] and runtime.removed == [f"c-{idle}"]
-        assert [s.id for s in service.list(OWNER)] == [busy]
+        assert list(removed) == [idle.id] and runtime.removed == [idle.handle.container_id]
+        assert pool.stats()["claimed"] == 1 and idle.kernel.closed  # retired and destroyed
+        assert service.list(OWNER) == [busy]
         with pytest.raises(NotFound, match=r"removed it \(culled: idle for 61s"):
-            service.get(idle, OWNER)
+            service.get(idle.id, OWNER)
         assert await service.remove_due(T0 + 89) == {}  # busy was active 59 s ago
-        assert list(await service.remove_due(T0 + 90)) == [busy]
+        assert list(await service.remove_due(T0 + 90)) == [busy.id]
     finally:
-        await service.store.close()
+        await service.close()
+        sandboxes.close()

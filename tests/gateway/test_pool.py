@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
@@ -38,7 +39,7 @@ class FakeLauncher:
         self.destroyed.append(sandbox.id)
 
 
-async def until(predicate, timeout: float = 5.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)  # poll the condition

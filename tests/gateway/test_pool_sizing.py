@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
@@ -106,18 +107,23 @@ class Clock:
         return self.now
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)  # poll the condition
 
 
+class HeldProduction(ReadyTarget):
+    """Fake launches take no time on the fake clock: the production time stays at 1 s."""
+
+    def record_start(self, seconds: float) -> None:
+        pass
+
+
 def adaptive_pool(launcher: Launcher, clock: Clock, budget: MemoryBudget | None = None,
                   max_total: int = 40) -> WarmPool[FakeSandbox]:
     template = TemplateConfig("python", min_ready=2, max_total=max_total)
-    sizing = ReadyTarget(floor=2, ceiling=max_total, produce=1.0)
-    # fake launches take no time on the fake clock: hold the production time at 1 s
-    sizing.record_start = lambda seconds: None  # type: ignore[method-assign]
+    sizing = HeldProduction(floor=2, ceiling=max_total, produce=1.0)
     pool = WarmPool[FakeSandbox](template, launch=launcher.launch, destroy=launcher.destroy,
                                  new_id=new_sandbox_id, sizing=sizing, budget=budget,
                                  ready_memory=64 * MIB, clock=clock)
@@ -125,7 +131,7 @@ def adaptive_pool(launcher: Launcher, clock: Clock, budget: MemoryBudget | None 
     return pool
 
 
-async def burst(pool: WarmPool, clock: Clock, rate: float, seconds: float) -> None:
+async def burst(pool: WarmPool[FakeSandbox], clock: Clock, rate: float, seconds: float) -> None:
     """Sessions at ``rate`` per second (fake time), each claimed and ended at once."""
     for _ in range(int(rate * seconds)):
         await pool.retire(await pool.claim(timeout=5))

@@ -7,6 +7,7 @@ prove what happens *before* a container is gone, without timing anything.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from sandcell_gateway.sandbox import Sandbox
 from sandcell_gateway.wire import new_sandbox_id
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant
+
+from .kernels import unanswered_kernel
 
 pytestmark = pytest.mark.anyio
 OWNER = Tenant.from_config(TenantConfig("default"))
@@ -51,7 +54,7 @@ def handle(name: str) -> ContainerHandle:
     return ContainerHandle("c_" + name, "sbx_" + name, "python", Path("/nonexistent"), {})
 
 
-async def until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)  # poll the condition
@@ -113,17 +116,6 @@ async def test_close_drops_the_queue_but_lets_removals_under_way_finish() -> Non
     assert docker.removed == ["c_a"] and docker.attempts == ["c_a"] and reaper.pending == 0
 
 
-class FakeKernel:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def fail_pending(self) -> None:
-        pass
-
-
 async def service_with_pool(tmp_path: Path, docker: SlowDocker
                             ) -> tuple[SandboxService, WarmPool[Sandbox]]:
     config = load_config(store_path=tmp_path / "h.sqlite3")
@@ -133,7 +125,7 @@ async def service_with_pool(tmp_path: Path, docker: SlowDocker
     async def launch(template: TemplateConfig, sandbox_id: str) -> Sandbox:
         nonlocal count
         count += 1
-        return Sandbox(handle(f"{count:016x}"), FakeKernel())  # type: ignore[arg-type]
+        return Sandbox(handle(f"{count:016x}"), unanswered_kernel())
 
     pool = WarmPool[Sandbox](config.template("python"), launch=launch, destroy=service._destroy,
                              new_id=new_sandbox_id)
@@ -162,13 +154,13 @@ async def test_delete_answers_while_docker_still_removes_and_the_id_is_gone(
         assert docker.removed == [sandbox.handle.container_id]
     finally:
         docker.gate.set()
-        await pool.close()
-        await service.store.close()
+        docker.reachable = True
+        await service.close()  # what is left goes as at shutdown, kernel connections too
 
 
 async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Path) -> None:
     docker = SlowDocker()
-    service, pool = await service_with_pool(tmp_path, docker)
+    service, _ = await service_with_pool(tmp_path, docker)
     try:
         sandbox = await service.create(OWNER)
         docker.reachable = False
@@ -178,5 +170,5 @@ async def test_delete_while_docker_is_unreachable_keeps_the_sandbox(tmp_path: Pa
         assert not sandbox.kernel.closed
     finally:
         docker.gate.set()
-        await pool.close()
-        await service.store.close()
+        docker.reachable = True
+        await service.close()  # what is left goes as at shutdown, kernel connections too

@@ -6,7 +6,6 @@ import dataclasses
 import doctest
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from sandcell_gateway import store as store_module
 from sandcell_gateway.store import (SCHEMA_VERSION, CellRecorder, HistoryStore, SandboxRecord,
                                     StoreVersionError)
 from sandcell_gateway.tenants import Tenant
+
+from .kernels import EchoSandboxes
 
 SBX = "sbx_0123456789abcdef"
 
@@ -139,45 +140,28 @@ def test_store_path_defaults_under_xdg_data_home(monkeypatch: pytest.MonkeyPatch
 DEFAULT = Tenant.from_config(TenantConfig("default"))
 
 
-class FakeSandbox:
-    """Just enough of a Sandbox for the service's execute path."""
-
-    id = SBX
-    template = "python"
-    tenant = "default"
-
-    def __init__(self, alive: bool = True) -> None:
-        self.alive = alive
-
-    def touch(self) -> None:
-        """Activity is noted; the culling tests (test_culling.py) check what it means."""
-
-    async def execute(self, code: str, timeout: float | None = None
-                      ) -> AsyncIterator[dict[str, Any]]:
-        if not self.alive:
-            raise KernelDied("dead")
-        yield {"seq": 0, "msg_type": "stream", "content": {"name": "stdout", "text": code}}
-        yield {"seq": 1, "msg_type": "execute_reply",
-               "content": {"status": "ok", "execution_count": 1}}
-
-
 @pytest.mark.anyio
 async def test_service_records_executions_but_not_refused_ones(tmp_path: Path) -> None:
     service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3"), FakeRuntime())
+    sandboxes = EchoSandboxes()
+    sandboxes.pool(service)
     await service.store.open()
     try:
-        await service.store.add_sandbox(SandboxRecord(SBX, "python"))
-        service._sandboxes[SBX] = FakeSandbox()  # type: ignore[assignment]
-        assert [e["seq"] async for e in service.execute(SBX, DEFAULT, "hi", None)] == [0, 1]
-        service._sandboxes[SBX] = FakeSandbox(alive=False)  # type: ignore[assignment]
+        sandbox = await service.create(DEFAULT)
+        events = [e async for e in service.execute(sandbox.id, DEFAULT, "hi", None)]
+        assert [e["seq"] for e in events] == list(range(len(events)))
+        assert [e["msg_type"] for e in events if e["msg_type"] != "status"] == \
+            ["stream", "execute_reply"]
+        sandbox.mark_dead("its process exited with code 1")
         with pytest.raises(KernelDied):
-            async for _ in service.execute(SBX, DEFAULT, "refused", None):
+            async for _ in service.execute(sandbox.id, DEFAULT, "refused", None):
                 pass
-        notebook = await service.notebook(SBX, DEFAULT)
+        notebook = await service.notebook(sandbox.id, DEFAULT)
         with pytest.raises(NotFound):
             await service.notebook("sbx_ffffffffffffffff", DEFAULT)
     finally:
-        await service.store.close()
+        await service.close()
+        sandboxes.close()
     assert [(c["source"], c["outputs"][0]["text"]) for c in notebook["cells"]] == [("hi", "hi")]
 
 

@@ -1,5 +1,5 @@
 """Tenants without HTTP or Docker: config, token hashes, token buckets, caps, and isolation in
-the sandbox service (its pool and sandboxes faked at the boundary)."""
+the sandbox service (its containers faked at the runtime seam, its kernels in-process)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import doctest
 import hashlib
 import io
 import sys
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ from sandcell_gateway import cli, tenants as tenants_module
 from sandcell_gateway.config import ConfigError, TenantConfig, load_config
 from sandcell_gateway.errors import NotFound, TooManyRequests
 from sandcell_gateway.fake_runtime import FakeRuntime
-from sandcell_gateway.provisioner import ContainerHandle
 from sandcell_gateway.service import SandboxService
 from sandcell_gateway.tenants import Tenant, Tenants, TokenBucket, check_caps, hash_token
+
+from .kernels import EchoSandboxes
 
 ALICE_TOKEN, BOB_TOKEN = "alice-secret", "bob-secret"
 
@@ -218,63 +218,24 @@ def test_cli_new_token_prints_a_table_that_loads(tmp_path: Path,
     assert Tenants(config.tenants, "x").authenticate(token) is not None
 
 
-# --- the service: isolation and limits, with the pool and sandboxes faked ------------------
-
-
-class FakeSandbox:
-    """What ``SandboxService.create``/``delete`` touch on a sandbox."""
-
-    template = "python"
-    language_info: dict[str, Any] = {}
-
-    def __init__(self, number: int) -> None:
-        self.id = f"sbx_{number:016x}"
-        self.tenant = "default"
-        self.env: dict[str, str] = {}
-        self.handle = ContainerHandle(f"c{number}", self.id, "python", Path("/nonexistent"), {})
-        self.last_active = 0.0
-
-    def touch(self) -> None:
-        self.last_active = time.time()
-
-    async def apply_env(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    async def execute(self, code: str, timeout: float | None = None
-                      ) -> AsyncIterator[dict[str, Any]]:
-        yield {"seq": 0, "msg_type": "execute_reply",
-               "content": {"status": "ok", "execution_count": 1}}
-
-
-class FakePool:
-    """Hands out numbered fake sandboxes; ``gate`` holds claims until it is set."""
-
-    has_ready = True
-
-    def __init__(self, template: Any) -> None:
-        self.template = template
-        self.claims = self.released = 0
-        self.gate, self.entered = asyncio.Event(), asyncio.Event()
-        self.gate.set()
-
-    async def claim(self, timeout: float) -> FakeSandbox:
-        self.entered.set()
-        await self.gate.wait()
-        self.claims += 1
-        return FakeSandbox(self.claims)
-
-    async def retire(self, sandbox: FakeSandbox) -> None:
-        self.released += 1
+# --- the service: isolation and limits, over in-process kernels (no Docker) ---------------
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> Any:
+def sandboxes() -> Iterator[EchoSandboxes]:
+    sandboxes = EchoSandboxes()
+    yield sandboxes
+    sandboxes.close()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, sandboxes: EchoSandboxes) -> AsyncIterator[SandboxService]:
     service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3", max_sandboxes=3),
                              FakeRuntime())
-    service.pools["python"] = FakePool(service.pools["python"].template)  # type: ignore[assignment]
+    sandboxes.pool(service)  # every claim is one launch: ``launched`` counts the claims
     await service.store.open()
     yield service
-    await service.store.close()
+    await service.close()
 
 
 @pytest.mark.anyio
@@ -302,45 +263,45 @@ async def test_a_tenant_sees_only_its_own_sandboxes(service: SandboxService) -> 
 
 
 @pytest.mark.anyio
-async def test_a_refused_create_claims_nothing_and_spends_nothing(service: SandboxService) -> None:
+async def test_a_refused_create_claims_nothing_and_spends_nothing(
+        service: SandboxService, sandboxes: EchoSandboxes) -> None:
     alice = _tenants(max_sandboxes=1, create_burst=2)["alice"]
-    pool: Any = service.pools["python"]
     first = await service.create(alice)
     with pytest.raises(TooManyRequests) as info:
         await service.create(alice)
-    assert info.value.code == "tenant_sandbox_limit" and pool.claims == 1
+    assert info.value.code == "tenant_sandbox_limit" and sandboxes.launched == 1
     await service.delete(first.id, alice)
     await service.create(alice)  # the refusal spent no create token (burst 2, clock stopped)
-    assert pool.claims == 2
+    assert sandboxes.launched == 2
 
 
 @pytest.mark.anyio
-async def test_past_the_create_rate_nothing_is_claimed(service: SandboxService) -> None:
+async def test_past_the_create_rate_nothing_is_claimed(service: SandboxService,
+                                                       sandboxes: EchoSandboxes) -> None:
     alice = _tenants(create_burst=1)["alice"]
-    pool: Any = service.pools["python"]
     await service.create(alice)
     with pytest.raises(TooManyRequests) as info:
         await service.create(alice)
     assert info.value.code == "rate_limited" and "create_rate" in info.value.message
-    assert pool.claims == 1 and len(service.list(alice)) == 1
+    assert sandboxes.launched == 1 and len(service.list(alice)) == 1
 
 
 @pytest.mark.anyio
-async def test_claims_in_flight_count_against_the_caps(service: SandboxService) -> None:
+async def test_claims_in_flight_count_against_the_caps(service: SandboxService,
+                                                       sandboxes: EchoSandboxes) -> None:
     tenants = _tenants(max_sandboxes=1)
-    pool: Any = service.pools["python"]
-    pool.gate.clear()
+    sandboxes.gate.clear()
     waiting = asyncio.ensure_future(service.create(tenants["alice"]))
-    await pool.entered.wait()
+    await sandboxes.entered.wait()
     with pytest.raises(TooManyRequests, match="tenant 'alice' has 1 sandbox"):
         await service.create(tenants["alice"])
-    pool.gate.set()
+    sandboxes.gate.set()
     assert (await waiting).tenant == "alice"
     await service.create(tenants["bob"])
     await service.create(tenants["default"])
     with pytest.raises(TooManyRequests) as info:  # the gateway holds 3 = max_sandboxes
         await service.create(tenants["bob"])
-    assert info.value.code == "gateway_sandbox_limit" and pool.claims == 3
+    assert info.value.code == "gateway_sandbox_limit" and sandboxes.launched == 3
 
 
 @pytest.mark.anyio

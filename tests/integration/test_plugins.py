@@ -60,6 +60,20 @@ def pools_ready(gw: Gateway) -> dict[str, Any]:
             raise AssertionError(f"{exc}: {http.get('/api/v1/plugins').json()}\n{gw.log()[-3000:]}")
 
 
+def pools_quiet(gw: Gateway) -> None:
+    """Wait until no plugin pool has a start queued or under way, nor a gap below its target
+    still to fill: from then on only a claim (or a worker's end) starts a container.
+    ``pools_ready`` is not enough for that: an idle worker counts as ready there while its
+    pool's refill may still wait for one of the launch slots all plugin pools share."""
+    def quiet() -> bool:
+        with gw.http() as http:
+            pools = [p["pool"] for p in http.get("/api/v1/plugins").json()["plugins"]]
+        return all(p["starting"] == 0 and (p["ready"] >= p["target"] or p["ready"] + p["idle"]
+                                           + p["claimed"] >= p["max_total"]) for p in pools)
+
+    wait_for(quiet, 120, "no plugin worker starting")
+
+
 @pytest.fixture(autouse=True)
 def warm(gateway: Gateway) -> None:
     pools_ready(gateway)
@@ -121,6 +135,7 @@ def test_invoke_streams_progress_in_order_then_the_result(gateway: Gateway) -> N
 
 
 def test_invalid_input_is_400_with_fields_and_touches_no_worker(gateway: Gateway) -> None:
+    pools_quiet(gateway)  # else a refill of an earlier test's pool may start one meanwhile
     before = {c["Id"] for c in plugin_containers(gateway)}
     with gateway.http() as http:
         bad = http.post("/api/v1/plugins/subtract_numbers/invoke",

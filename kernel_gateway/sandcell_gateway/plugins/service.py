@@ -205,6 +205,7 @@ class PluginService:
                  registry: PluginRegistry | None = None) -> None:
         self.config = config
         self.registry = registry or PluginRegistry.discover(config.plugins)
+        self._runtime = runtime
         self.launcher = WorkerLauncher(config, runtime)
         slots = asyncio.Semaphore(config.launch_concurrency)
         self.pools: dict[str, WarmPool[Worker]] = {}
@@ -232,7 +233,7 @@ class PluginService:
         retrying a doomed launch every second."""
         self.launcher.reset()
         for name, pool in self.pools.items():
-            if await self.launcher.runtime.image_present(pool.template.image):
+            if await self._runtime.image_present(pool.template.image):
                 pool.start()
             else:
                 self.missing_images[name] = pool.template.image
