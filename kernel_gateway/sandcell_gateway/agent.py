@@ -40,8 +40,14 @@ from .errors import (
 SOCKET_NAME = "agent.sock"
 EXIT_NAME = "agent.exit"  # written by the launcher when the agent stops (sandcell_launcher.py)
 MAX_MESSAGE = 8 << 20  # bytes, as the agent's own limit
+# The channel is made as the container starts, before the agent listens: its first connects
+# fail, and grpc then waits its default reconnect backoff (1 s, then 1.6x) before the next, so
+# a sandbox was ready a second late, and a pool refilled at a third of its speed. A local
+# socket is cheap to retry: every 10 ms, at most 100 ms apart.
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", MAX_MESSAGE),
-                   ("grpc.max_send_message_length", MAX_MESSAGE))
+                   ("grpc.max_send_message_length", MAX_MESSAGE),
+                   ("grpc.initial_reconnect_backoff_ms", 10),
+                   ("grpc.max_reconnect_backoff_ms", 100))
 SANDBOX_UID = 1000  # the image's sandbox user; an agent running as anyone else is refused
 
 

@@ -346,10 +346,11 @@ class GatewayConfig:
     # cell batches its prints and a widget sends tens a second
     max_kernel_messages_per_second: float = 200.0
     max_kernel_bytes_per_second: int = 64 * 1024 * 1024  # per sandbox, likewise
-    # Containers started at once while refilling. 4 on 2 cores took 8-client churn from 2.3 to
-    # 3.2 sessions/s (its CPU limit) and Poisson claims at 2/s from p50 2 s to 4 ms
-    # (bench.churn), but test_bad_input's WebSocket close then hung 1 run in 5 (bench/README.md)
-    launch_concurrency: int = 2
+    # Containers started at once while refilling. A start waits on the engine for about half
+    # its wall time, so 2 per core keep the cores busy: on 2 cores, 2 -> 4 took 8-client churn
+    # from 2.3 to 3.2 sessions/s (its CPU limit) and Poisson claims at 2/s from p50 2 s to 4 ms
+    # (bench.churn); more only queue on the CPU
+    launch_concurrency: int = dataclasses.field(default_factory=lambda: 2 * (os.cpu_count() or 1))
     # "auto": containers read their image's /usr and /opt from read-only copies, not through
     # the fuse-overlayfs storage driver, when that is Docker's driver (image_dirs.py);
     # "always", "never"
