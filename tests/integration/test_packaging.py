@@ -40,7 +40,9 @@ GATEWAY_ONLY = {"tornado", "docker", "grpcio", "pyzmq", "jsonschema", "jupyter-c
 # Not part of the sources a wheel is built from (the checkout's own state and caches).
 NOT_SOURCES = {".git", ".cache", ".venv", "build", "dist", "bench", ".mypy_cache",
                ".pytest_cache", ".schemathesis", ".mutmut-cache", "__pycache__"}
-IMAGES = ("base", "python", "plugin-python", "plugin-java")
+IMAGES = {"base": "sandcell/base:bookworm", "python": "sandcell/python:latest",
+          "plugin-python": "sandcell/plugin-python:latest",
+          "plugin-java": "sandcell/plugin-java:latest"}
 
 CONFIG = """
 [gateway]
@@ -203,6 +205,7 @@ def test_the_installed_wheels_serve_on_the_images_already_built(
     assert states == dict.fromkeys(IMAGES, "current"), "\n".join(listed)
 
     before = image_ids()
+    assert set(IMAGES.values()) <= set(before)
     installed_gateway.start(timeout=120)
     installed_gateway.wait_ready("python", timeout=120)
     done = json.loads(run([str(bin_dir / "python"), "-c", SDK_RUN, installed_gateway.url,
