@@ -7,9 +7,11 @@ STAMP := .cache/install.stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system-deps $(wildcard kernel_gateway/*/__init__.py sdk/*/__init__.py)
+# Both distributions, editable: the SDK (sdk/pyproject.toml) and the gateway with the dev
+# extra (pyproject.toml), in one pip run so the gateway's `sandcell` requirement is this SDK.
+$(STAMP): pyproject.toml sdk/pyproject.toml scripts/install-system-deps $(wildcard kernel_gateway/*/__init__.py sdk/*/__init__.py)
 	scripts/install-system-deps
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet -e ./sdk -e '.[dev]'
 	@mkdir -p $(dir $@) && touch $@
 
 images: install
@@ -31,7 +33,7 @@ test: images typecheck
 	$(PYTHON) -m coverage report
 
 bench: images
-	$(PYTHON) -m pip install --quiet -e '.[bench]'
+	$(PYTHON) -m pip install --quiet -e ./sdk -e '.[bench]'
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
 # Mutation check of the security-critical modules against their own unit tests (no Docker, ~10

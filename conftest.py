@@ -114,7 +114,10 @@ def own_tree_files(home: Path) -> list[str]:
 
 def redirect_home(real: Path, session: Path) -> None:
     """Point HOME and the XDG dirs at ``session``; keep the tools that live in the real home
-    (pyenv's interpreters, a user-site install, Docker's client config) where they are."""
+    (pyenv's interpreters, a user-site install, Docker's client config, pip's download cache)
+    where they are."""
+    pip_cache = os.environ.get("PIP_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or real / ".cache") / "pip")
     os.environ["HOME"] = str(session)
     for name, relative in XDG.items():
         os.environ[name] = str(session / relative)
@@ -124,6 +127,8 @@ def redirect_home(real: Path, session: Path) -> None:
         os.environ.setdefault("PYENV_ROOT", str(real / ".pyenv"))
     if site.ENABLE_USER_SITE and site.USER_BASE and Path(site.USER_BASE).is_dir():
         os.environ.setdefault("PYTHONUSERBASE", site.USER_BASE)  # deps pip-installed --user
+    if Path(pip_cache).is_dir():  # the venvs of tests/integration/test_packaging.py install
+        os.environ.setdefault("PIP_CACHE_DIR", pip_cache)  # from PyPI: download each wheel once
     if (real / ".docker").is_dir():  # its contexts and credential helpers; not watched, so
         os.environ.setdefault("DOCKER_CONFIG", str(real / ".docker"))  # its own writes pass
 

@@ -1,3 +1,5 @@
 """Sandcell gateway: warm pools of hardened Jupyter kernel containers behind a Tornado API."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__"]

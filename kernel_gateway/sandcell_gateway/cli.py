@@ -11,11 +11,13 @@ import logging
 import secrets
 import sys
 
+from . import __version__
 from .config import ConfigError, GatewayConfig, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sandcell", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sandcell {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the gateway (builds missing images first)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")

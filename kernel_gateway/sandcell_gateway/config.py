@@ -118,8 +118,9 @@ class TemplateConfig:
 
 
 def default_plugins_dir() -> Path:
-    """``plugins/`` of this source checkout (the seed plugins)."""
-    return Path(__file__).resolve().parents[2] / "plugins"
+    """The seed plugins this package carries (package data; in a source checkout a symlink
+    to the top-level ``plugins/``)."""
+    return Path(__file__).resolve().parent / "seed_plugins"
 
 
 MIN_WORKER_MESSAGE = 2 * 1024 * 1024  # a 1 MiB result chunk and its framing, with room

@@ -105,11 +105,17 @@ class ImageRecipe:
 
 
 def images_dir() -> Path:
-    """``$SANDCELL_IMAGES_DIR``, else ``sandbox_images/`` of this source checkout."""
+    """``$SANDCELL_IMAGES_DIR``, else the recipes this package carries (package data).
+
+    An installed wheel holds a copy of the recipes, symlinks resolved; in a source checkout
+    ``sandcell_gateway/sandbox_images`` is a symlink to the top-level ``sandbox_images/``.
+    Both hash alike (:func:`recipe_hash` follows links), so images built from a checkout
+    are current for the wheel made from it.
+    """
     configured = os.environ.get(IMAGES_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "sandbox_images"
+    return Path(__file__).resolve().parent / "sandbox_images"
 
 
 def load_recipes(root: Path | None = None) -> dict[str, ImageRecipe]:

@@ -64,6 +64,8 @@ class GatewayProcess:
         self.config_path.write_text(config.replace("{gateway_id}", self.gateway_id))
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
+        # None: the caller's (coverage writes a gateway's data file there, for `make test`)
+        self.cwd: Path | None = None
 
     def start(self, timeout: float = 60) -> GatewayProcess:
         """Start (or, after :meth:`kill`, restart) the gateway: same id, token, store.
@@ -75,7 +77,7 @@ class GatewayProcess:
             stale.unlink()
         with self.log_path.open("ab") as log:  # a restart appends: both runs stay readable
             self.process = subprocess.Popen(self.command(), env=self.environment(),
-                                            stdout=log, stderr=subprocess.STDOUT)
+                                            cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
         try:
             runtime_file = wait_for(self._runtime_file, timeout, "the gateway's runtime file")
         except BaseException:  # a timeout, or ^C: no gateway process outlives a failed start

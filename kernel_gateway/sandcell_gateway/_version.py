@@ -1,0 +1,1 @@
+../../sdk/sandcell/_version.py
