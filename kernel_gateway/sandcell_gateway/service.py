@@ -80,7 +80,7 @@ class SandboxService:
         # before recovery, so a sandbox dying while it is checked is still noticed
         self.runtime.watch_exits(self._on_container_exit)
         self.runtime.when_reachable_again(self._retry_pools)
-        adopted, report = await Recovery(self.config, self.kernels, self.store,
+        adopted, report = await Recovery(self.config, self.runtime, self.kernels, self.store,
                                          connect=self.connect).run()
         for sandbox in adopted:
             self._sandboxes[sandbox.id] = sandbox
