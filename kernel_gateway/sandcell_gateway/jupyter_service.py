@@ -9,7 +9,7 @@ so they survive a gateway crash with their re-adopted sandboxes.
 
 Example::
 
-    jupyter = JupyterService(service)
+    jupyter = JupyterService(service, store)  # the store the sandbox service writes to
     await jupyter.load_sessions()
     sandbox = await jupyter.start_kernel(tenant, "python3")
     session = await jupyter.open_session(tenant, {"path": "a.ipynb"})
@@ -26,7 +26,7 @@ from .jupyter_history import JupyterHistory
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
-from .store import remember
+from .store import HistoryStore, remember
 from .tenants import Tenant
 from .validation import ENV_NAME, ENV_VALUE
 from .wire import iso_time, kernel_id_of, sandbox_id_of
@@ -49,8 +49,9 @@ def kernel_env(env: Any) -> dict[str, str]:
 class JupyterService:
     """Kernels, sessions and WebSocket bridges of one gateway (see the module docstring)."""
 
-    def __init__(self, service: SandboxService) -> None:
+    def __init__(self, service: SandboxService, store: HistoryStore) -> None:
         self.service = service
+        self.store = store
         self.bridges: dict[str, KernelBridge] = {}
         self._sessions: dict[str, Session] = {}
 
@@ -62,16 +63,16 @@ class JupyterService:
         ``python3`` (what most notebooks' metadata say) means the default template unless a
         template has that name, so existing notebooks run unchanged.
         """
-        if not name or (name == "python3" and name not in self.service.pools):
+        if not name or (name == "python3" and name not in self.service.templates):
             return DEFAULT_KERNEL
         return name
 
     async def start_kernel(self, tenant: Tenant, name: str | None, env: Any = None) -> Sandbox:
         """Claim a warm sandbox of the kernelspec's template (the tenant's caps and rates apply)."""
         template = self.template_for(name)
-        if template not in self.service.pools:
+        if template not in self.service.templates:
             raise NotFound(f"no kernelspec {template!r}; available: "
-                           f"{', '.join(sorted(self.service.pools))}")
+                           f"{', '.join(sorted(self.service.templates))}")
         return await self.service.create(tenant, template, env=kernel_env(env))
 
     def find(self, kernel_id: str, tenant: Tenant) -> Sandbox:
@@ -95,7 +96,7 @@ class JupyterService:
     async def load_sessions(self) -> None:
         """Take back the sessions of the sandboxes re-adopted after a crash (call after the
         service started: a graceful stop deleted its sandboxes, and their sessions with them)."""
-        self._sessions.update({s["id"]: s for s in await self.service.store.jupyter_sessions()})
+        self._sessions.update({s["id"]: s for s in await self.store.jupyter_sessions()})
 
     def sessions(self, tenant: Tenant) -> list[Session]:
         """The tenant's sessions whose kernel still exists (a deleted kernel ends its session;
@@ -154,7 +155,7 @@ class JupyterService:
         """End the session and delete its kernel."""
         session = self.session(tenant, session_id)
         self._sessions.pop(session_id, None)
-        await remember(self.service.store.delete_jupyter_session(session_id))
+        await remember(self.store.delete_jupyter_session(session_id))
         try:
             await self.service.delete(session["sandbox_id"], tenant)
         except NotFound:
@@ -167,7 +168,7 @@ class JupyterService:
                       if s["tenant"] == tenant.name and s["sandbox_id"] not in alive]:
             del self._sessions[stale]
         self._sessions[session["id"]] = session
-        await remember(self.service.store.put_jupyter_session(session))
+        await remember(self.store.put_jupyter_session(session))
 
     # WebSocket bridges
 
