@@ -18,11 +18,12 @@ Example::
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotFound, TooManyRequests
 from .jupyter_bridge import Client, KernelBridge
 from .jupyter_history import JupyterHistory
+from .jupyter_messages import refusal
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
@@ -30,6 +31,9 @@ from .store import HistoryStore, remember
 from .tenants import Tenant
 from .validation import ENV_NAME, ENV_VALUE
 from .wire import iso_time, kernel_id_of, sandbox_id_of
+
+if TYPE_CHECKING:  # a type only: no HTTP (tornado) is imported here
+    from .jupyter_channels import ClientMessage
 
 DEFAULT_KERNEL = "python"
 SESSION_FIELDS = ("path", "name", "type")
@@ -174,7 +178,8 @@ class JupyterService:
 
     def attach(self, client: Client, sandbox_id: str, tenant: Tenant) -> KernelBridge:
         """Connect ``client`` to the sandbox's kernel bridge (made on first use; it records its
-        clients' cells in the sandbox's history) and replay what its session missed."""
+        clients' cells in the sandbox's history) and replay what its session missed. A message
+        reaching a client is activity on the sandbox (it resets the idle clock)."""
         bridge = self.bridges.get(sandbox_id)
         if bridge is None or bridge.closed:
             service = self.service
@@ -188,10 +193,25 @@ class JupyterService:
 
             history = JupyterHistory(save=lambda cell: service.record_cell(sandbox_id, cell),
                                      output_limit=service.config.max_output_bytes)
-            bridge = KernelBridge(sandbox_id, resolve, on_gone=self._forget, history=history)
+            bridge = KernelBridge(sandbox_id, resolve, on_gone=self._forget, history=history,
+                                  on_activity=lambda: service.touch(sandbox_id))
             self.bridges[sandbox_id] = bridge
         bridge.attach(client)
         return bridge
+
+    async def send(self, bridge: KernelBridge, client: Client, tenant: Tenant,
+                   msg: ClientMessage) -> None:
+        """Pass a client's message to its kernel. Any message is activity on the sandbox (as
+        output reaching a client is, see attach); an ``execute_request`` the tenant's rate
+        refuses reaches no kernel: the client gets the failed cell a kernel would have sent."""
+        self.service.touch(bridge.kernel_id)
+        if msg.is_execution:
+            refused = self.admit_cell(bridge, client, tenant, msg.header, msg.content)
+            if refused is not None:
+                for channel, reply in refusal(msg.header, "RateLimitError", refused.message):
+                    client.deliver(channel, reply)
+                return
+        await bridge.send(client, msg.channel, msg.parts, msg.msg_id)
 
     def admit_cell(self, bridge: KernelBridge, client: Client, tenant: Tenant,
                    header: dict[str, Any], content: dict[str, Any]) -> TooManyRequests | None:
