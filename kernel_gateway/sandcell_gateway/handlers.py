@@ -41,7 +41,7 @@ class OpenAPIHandler(BaseHandler):
     def get(self) -> None:
         plugins = self.deps.plugins
         self.write_json(openapi_document(
-            templates=sorted(self.service.pools),
+            templates=sorted(self.service.templates),
             plugins=sorted(m.name for m in plugins.registry.list()) if plugins else None))
 
 

@@ -95,18 +95,18 @@ class SwaggerYAMLHandler(SwaggerJSONHandler):
 
 class KernelSpecsHandler(JupyterHandler):
     def get(self) -> None:
-        specs = {name: kernelspec_model(name, pool.template.image)
-                 for name, pool in self.service.pools.items()}
+        specs = {name: kernelspec_model(name, template.image)
+                 for name, template in self.service.templates.items()}
         default = DEFAULT_KERNEL if DEFAULT_KERNEL in specs else next(iter(specs), "")
         self.write_json({"default": default, "kernelspecs": specs})
 
 
 class KernelSpecHandler(JupyterHandler):
     def get(self, name: str) -> None:
-        pool = self.service.pools.get(name)
-        if pool is None:
+        template = self.service.templates.get(name)
+        if template is None:
             raise NotFound(f"no kernelspec {name!r}")
-        self.write_json(kernelspec_model(name, pool.template.image))
+        self.write_json(kernelspec_model(name, template.image))
 
 
 class KernelsHandler(JupyterHandler):

@@ -26,12 +26,28 @@ from typing import Any, Protocol
 from jupyter_client.jsonutil import json_default
 
 from .jupyter_history import JupyterHistory
-from .kernel import KernelConnection
+from .jupyter_messages import obituary
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 MAX_OWNERS = 10_000  # msg_ids of in-flight WebSocket requests remembered per kernel
+
+
+class Kernel(Protocol):
+    """What a bridge needs of a kernel: :class:`~sandcell_gateway.kernel.KernelConnection`
+    is one (the tests use an in-memory one)."""
+
+    closed: bool
+    execution_state: str
+    death_reason: str
+
+    def subscribe(self, subscriber: Callable[[str, Message | None], None]
+                  ) -> Callable[[], None]:
+        """Call ``subscriber(channel, msg)`` for every message; ``msg`` None: it is gone."""
+
+    async def send_parts(self, channel: str, parts: list[bytes]) -> None:
+        """Sign and send a client's message parts on ``channel``."""
 
 
 class Client(Protocol):
@@ -44,16 +60,6 @@ class Client(Protocol):
 
     def kernel_gone(self) -> None:
         """The kernel died or was deleted: close the connection."""
-
-
-def obituary(reason: str, parent: dict[str, Any] | None) -> Message:
-    """What a client is told when its kernel died for a reason it should know (the gateway
-    cut it off: an output message over the limit): an IOPub ``error`` ``kernel_died``."""
-    from .jupyter_channels import gateway_message  # the codec module imports this one
-
-    evalue = f"the kernel died ({reason}); restart it or delete it"
-    return gateway_message("error", {"ename": "kernel_died", "evalue": evalue,
-                                     "traceback": [f"kernel_died: {evalue}"]}, parent)
 
 
 def message_size(msg: Message) -> int:
@@ -132,20 +138,22 @@ class KernelBridge:
         bridge.detach(client)
     """
 
-    def __init__(self, kernel_id: str, resolve: Callable[[], KernelConnection | None],
+    def __init__(self, kernel_id: str, resolve: Callable[[], Kernel | None],
                  on_gone: Callable[[KernelBridge], None] = lambda bridge: None,
                  buffer: ReplayBuffer | None = None,
-                 history: JupyterHistory | None = None) -> None:
+                 history: JupyterHistory | None = None,
+                 on_activity: Callable[[], None] = lambda: None) -> None:
         self.kernel_id = kernel_id
         self.history = history
         self._resolve = resolve
         self._on_gone = on_gone
+        self._on_activity = on_activity  # a message reached a client (replayed or live)
         self.buffer = buffer or ReplayBuffer()
         self.clients: list[Client] = []
         self._owners: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._executing: dict[str, dict[str, Any]] = {}  # session -> its last execute header
         self.last_activity = time.time()
-        self._kernel: KernelConnection | None = None
+        self._kernel: Kernel | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
         self.closed = False
         self._bind()
@@ -160,7 +168,10 @@ class KernelBridge:
 
     def attach(self, client: Client) -> None:
         """Connect a client; it first receives what its session missed, then live messages."""
-        for channel, msg in self.buffer.take(client.session_id):
+        missed = self.buffer.take(client.session_id)
+        if missed:
+            self._on_activity()
+        for channel, msg in missed:
             client.deliver(channel, msg)
         self.clients.append(client)
 
@@ -203,6 +214,8 @@ class KernelBridge:
             if session is None:
                 return  # a REST execution's reply: not ours
             targets = [c for c in self.clients if c.session_id == session]
+        if targets:
+            self._on_activity()
         for client in targets:
             client.deliver(channel, msg)
         if not self.clients and session is not None and session == self.buffer.session_id:
@@ -226,6 +239,8 @@ class KernelBridge:
             self.history.abandon()
         self.buffer.take("")
         reason = self._kernel.death_reason if self._kernel is not None else ""
+        if reason and self.clients:
+            self._on_activity()
         for client in list(self.clients):
             if reason:
                 client.deliver("iopub", obituary(reason, self._executing.get(client.session_id)))

@@ -20,7 +20,6 @@ import collections
 import json
 import logging
 import struct
-import time
 import uuid
 from typing import Any, NamedTuple
 
@@ -30,9 +29,9 @@ from jupyter_client.jsonutil import json_default
 from .base import BaseHandler
 from .errors import BadRequest, KernelDied
 from .jupyter_bridge import KernelBridge, Message
+from .jupyter_messages import status_message
 from .kernel import KernelGone
 from .lingering import linger
-from .wire import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -167,34 +166,6 @@ def _buffers(buffers: Any) -> list[bytes]:
     return list(buffers)
 
 
-def gateway_message(msg_type: str, content: dict[str, Any],
-                    parent: dict[str, Any] | None = None) -> Message:
-    """A message the gateway makes itself, as a kernel would have sent it."""
-    msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": msg_type, "username": "sandcell",
-              "session": "sandcell-gateway", "version": "5.3",
-              "date": iso_time(time.time())}
-    return {"header": header, "msg_id": msg_id, "msg_type": msg_type,
-            "parent_header": parent or {}, "metadata": {}, "content": content, "buffers": []}
-
-
-def status_message(state: str, parent: dict[str, Any] | None = None) -> Message:
-    """An IOPub ``status`` message (e.g. ``dead`` before closing the socket)."""
-    return gateway_message("status", {"execution_state": state}, parent)
-
-
-def refusal(request: dict[str, Any], ename: str, evalue: str) -> list[tuple[str, Message]]:
-    """What a kernel sends for a cell that fails at once, for a cell the gateway refused: the
-    error shows in the notebook, and clients waiting for the reply and for idle see both."""
-    error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-    return [("iopub", status_message("busy", request)),
-            ("iopub", gateway_message("error", error, request)),
-            ("shell", gateway_message("execute_reply",
-                                      {"status": "error", "execution_count": None, **error},
-                                      request)),
-            ("iopub", status_message("idle", request))]
-
-
 class LingeringProtocol(tornado.websocket.WebSocketProtocol13):
     """Tornado's protocol, but a connection it aborts ends in a lingering close.
 
@@ -262,7 +233,6 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         self._writer = asyncio.ensure_future(self._write_forever())
 
     def deliver(self, channel: str, msg: Message) -> None:
-        self.service.touch(self.sandbox_id)  # output reaching a client is activity
         if len(self._queue) >= MAX_QUEUED:
             log.warning("kernel %s: client %s too slow; disconnecting it",
                         self.sandbox_id, self.session_id)
@@ -308,16 +278,8 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
             # Jupyter Server also logs and drops a message it cannot route; the socket stays open
             log.warning("kernel %s: ignored a malformed client message: %s", self.sandbox_id, exc)
             return
-        self.service.touch(self.sandbox_id)
-        if msg.is_execution:
-            refused = self.deps.jupyter.admit_cell(self.bridge, self, self.tenant, msg.header,
-                                                   msg.content)
-            if refused is not None:
-                for channel, reply in refusal(msg.header, "RateLimitError", refused.message):
-                    self.deliver(channel, reply)
-                return
         try:
-            await self.bridge.send(self, msg.channel, msg.parts, msg.msg_id)
+            await self.deps.jupyter.send(self.bridge, self, self.tenant, msg)
         except (KernelGone, ConnectionError):
             self.kernel_gone()
 

@@ -9,7 +9,7 @@ so they survive a gateway crash with their re-adopted sandboxes.
 
 Example::
 
-    jupyter = JupyterService(service)
+    jupyter = JupyterService(service, store)  # the store the sandbox service writes to
     await jupyter.load_sessions()
     sandbox = await jupyter.start_kernel(tenant, "python3")
     session = await jupyter.open_session(tenant, {"path": "a.ipynb"})
@@ -18,18 +18,22 @@ Example::
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotFound, TooManyRequests
 from .jupyter_bridge import Client, KernelBridge
 from .jupyter_history import JupyterHistory
+from .jupyter_messages import refusal
 from .kernel import KernelConnection
 from .sandbox import Sandbox
 from .service import SandboxService
-from .store import remember
+from .store import HistoryStore, remember
 from .tenants import Tenant
 from .validation import ENV_NAME, ENV_VALUE
 from .wire import iso_time, kernel_id_of, sandbox_id_of
+
+if TYPE_CHECKING:  # a type only: no HTTP (tornado) is imported here
+    from .jupyter_channels import ClientMessage
 
 DEFAULT_KERNEL = "python"
 SESSION_FIELDS = ("path", "name", "type")
@@ -49,8 +53,9 @@ def kernel_env(env: Any) -> dict[str, str]:
 class JupyterService:
     """Kernels, sessions and WebSocket bridges of one gateway (see the module docstring)."""
 
-    def __init__(self, service: SandboxService) -> None:
+    def __init__(self, service: SandboxService, store: HistoryStore) -> None:
         self.service = service
+        self.store = store
         self.bridges: dict[str, KernelBridge] = {}
         self._sessions: dict[str, Session] = {}
 
@@ -62,16 +67,16 @@ class JupyterService:
         ``python3`` (what most notebooks' metadata say) means the default template unless a
         template has that name, so existing notebooks run unchanged.
         """
-        if not name or (name == "python3" and name not in self.service.pools):
+        if not name or (name == "python3" and name not in self.service.templates):
             return DEFAULT_KERNEL
         return name
 
     async def start_kernel(self, tenant: Tenant, name: str | None, env: Any = None) -> Sandbox:
         """Claim a warm sandbox of the kernelspec's template (the tenant's caps and rates apply)."""
         template = self.template_for(name)
-        if template not in self.service.pools:
+        if template not in self.service.templates:
             raise NotFound(f"no kernelspec {template!r}; available: "
-                           f"{', '.join(sorted(self.service.pools))}")
+                           f"{', '.join(sorted(self.service.templates))}")
         return await self.service.create(tenant, template, env=kernel_env(env))
 
     def find(self, kernel_id: str, tenant: Tenant) -> Sandbox:
@@ -95,7 +100,7 @@ class JupyterService:
     async def load_sessions(self) -> None:
         """Take back the sessions of the sandboxes re-adopted after a crash (call after the
         service started: a graceful stop deleted its sandboxes, and their sessions with them)."""
-        self._sessions.update({s["id"]: s for s in await self.service.store.jupyter_sessions()})
+        self._sessions.update({s["id"]: s for s in await self.store.jupyter_sessions()})
 
     def sessions(self, tenant: Tenant) -> list[Session]:
         """The tenant's sessions whose kernel still exists (a deleted kernel ends its session;
@@ -154,7 +159,7 @@ class JupyterService:
         """End the session and delete its kernel."""
         session = self.session(tenant, session_id)
         self._sessions.pop(session_id, None)
-        await remember(self.service.store.delete_jupyter_session(session_id))
+        await remember(self.store.delete_jupyter_session(session_id))
         try:
             await self.service.delete(session["sandbox_id"], tenant)
         except NotFound:
@@ -167,13 +172,14 @@ class JupyterService:
                       if s["tenant"] == tenant.name and s["sandbox_id"] not in alive]:
             del self._sessions[stale]
         self._sessions[session["id"]] = session
-        await remember(self.service.store.put_jupyter_session(session))
+        await remember(self.store.put_jupyter_session(session))
 
     # WebSocket bridges
 
     def attach(self, client: Client, sandbox_id: str, tenant: Tenant) -> KernelBridge:
         """Connect ``client`` to the sandbox's kernel bridge (made on first use; it records its
-        clients' cells in the sandbox's history) and replay what its session missed."""
+        clients' cells in the sandbox's history) and replay what its session missed. A message
+        reaching a client is activity on the sandbox (it resets the idle clock)."""
         bridge = self.bridges.get(sandbox_id)
         if bridge is None or bridge.closed:
             service = self.service
@@ -187,10 +193,25 @@ class JupyterService:
 
             history = JupyterHistory(save=lambda cell: service.record_cell(sandbox_id, cell),
                                      output_limit=service.config.max_output_bytes)
-            bridge = KernelBridge(sandbox_id, resolve, on_gone=self._forget, history=history)
+            bridge = KernelBridge(sandbox_id, resolve, on_gone=self._forget, history=history,
+                                  on_activity=lambda: service.touch(sandbox_id))
             self.bridges[sandbox_id] = bridge
         bridge.attach(client)
         return bridge
+
+    async def send(self, bridge: KernelBridge, client: Client, tenant: Tenant,
+                   msg: ClientMessage) -> None:
+        """Pass a client's message to its kernel. Any message is activity on the sandbox (as
+        output reaching a client is, see attach); an ``execute_request`` the tenant's rate
+        refuses reaches no kernel: the client gets the failed cell a kernel would have sent."""
+        self.service.touch(bridge.kernel_id)
+        if msg.is_execution:
+            refused = self.admit_cell(bridge, client, tenant, msg.header, msg.content)
+            if refused is not None:
+                for channel, reply in refusal(msg.header, "RateLimitError", refused.message):
+                    client.deliver(channel, reply)
+                return
+        await bridge.send(client, msg.channel, msg.parts, msg.msg_id)
 
     def admit_cell(self, bridge: KernelBridge, client: Client, tenant: Tenant,
                    header: dict[str, Any], content: dict[str, Any]) -> TooManyRequests | None:

@@ -10,7 +10,8 @@ other container carrying this gateway's label (old warm-pool members, orphans) i
 
 Example::
 
-    adopted, report = await Recovery(config, KernelProvisioner(config, runtime), store).run()
+    kernels = KernelProvisioner(config, runtime)
+    adopted, report = await Recovery(config, runtime, kernels, store).run()
     log.info("%s", report)
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 from .agent import AgentConnection, AgentNotReady
 from .config import GatewayConfig
-from .containers import ContainerInfo
+from .containers import ContainerInfo, ContainerRuntime
 from .kernel import KernelConnection, KernelGone
 from .provisioner import ContainerHandle, KernelProvisioner
 from .sandbox import Sandbox
@@ -54,10 +55,12 @@ class RecoveryReport:
 class Recovery:
     """One pass over the store's live records and this gateway's containers; see the module."""
 
-    def __init__(self, config: GatewayConfig, kernels: KernelProvisioner, store: HistoryStore,
+    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime,
+                 kernels: KernelProvisioner, store: HistoryStore,
                  adopt_timeout: float = ADOPT_TIMEOUT,
                  connect: Callable[[ContainerHandle], KernelConnection] | None = None) -> None:
         self.config = config
+        self.runtime = runtime  # lists and removes containers; ``kernels`` reattaches them
         self.kernels = kernels
         self.store = store
         self.adopt_timeout = adopt_timeout
@@ -68,7 +71,7 @@ class Recovery:
     async def run(self) -> tuple[list[Sandbox], RecoveryReport]:
         started = time.monotonic()
         records = await self.store.live_sandboxes()
-        containers = await self.kernels.runtime.containers()
+        containers = await self.runtime.containers()
         running = {c.id: c for c in containers if c.running}
         # concurrently: a start waits for the slowest check, not for the sum of them
         results = await asyncio.gather(*(self._adopt(r, running.get(r.container_id))
@@ -76,7 +79,7 @@ class Recovery:
         adopted = [s for s in results if s is not None]
         kept = {s.handle.container_id for s in adopted}
         strays = [c.id for c in containers if c.id not in kept]
-        await asyncio.gather(*(self.kernels.runtime.remove(c) for c in strays))
+        await asyncio.gather(*(self.runtime.remove(c) for c in strays))
         self.kernels.remove_dirs_except({s.handle.sandbox_id for s in adopted})
         return adopted, RecoveryReport(len(adopted), len(records) - len(adopted), len(strays),
                                        time.monotonic() - started)

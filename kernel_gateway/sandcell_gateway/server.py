@@ -21,6 +21,7 @@ from .jupyter_service import JupyterService
 from .plugins.service import PluginService
 from .runtime import gateway_token, remove_runtime_file, write_runtime_file
 from .service import SandboxService
+from .store import HistoryStore
 from .tenants import Tenants
 
 log = logging.getLogger("sandcell")
@@ -42,9 +43,10 @@ async def serve(config: GatewayConfig) -> None:
     token, generated = gateway_token()
     tenants = Tenants(config.tenants, token)  # ConfigError before anything starts
     runtime = DockerBackend(config)
-    service = SandboxService(config, runtime)
+    store = HistoryStore(config.store_path)  # sandboxes' history and Jupyter sessions
+    service = SandboxService(config, runtime, store)
     await service.start()
-    jupyter = JupyterService(service)
+    jupyter = JupyterService(service, store)
     await jupyter.load_sessions()
     plugins = PluginService(config, runtime) if config.plugins.enabled else None
     if plugins is not None:

@@ -7,7 +7,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from .agent import AgentConnection
@@ -39,7 +39,8 @@ class SandboxService:
 
     Example::
 
-        service = SandboxService(config, DockerBackend(config))  # any ContainerRuntime
+        store = HistoryStore(config.store_path)
+        service = SandboxService(config, DockerBackend(config), store)  # any ContainerRuntime
         await service.start()
         sandbox = await service.create(tenant, template="python")
         async for event in service.execute(sandbox.id, tenant, "1+1", timeout=None):
@@ -48,9 +49,13 @@ class SandboxService:
         await service.close()
     """
 
-    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime) -> None:
+    def __init__(self, config: GatewayConfig, runtime: ContainerRuntime,
+                 store: HistoryStore) -> None:
         self.config = config
         self.runtime = runtime
+        # shared with the Jupyter service (server.py wires both); opened by start, closed last
+        # by close, after the final records are written
+        self.store = store
         self.kernels = KernelProvisioner(config, runtime)
         self._reaper = Reaper(self.kernels)  # containers go in the background, off the request path
         slots = asyncio.Semaphore(config.launch_concurrency)
@@ -66,7 +71,6 @@ class SandboxService:
         self._removed: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         # tenant -> claims in flight (they count against the caps before they land)
         self._claiming: collections.Counter[str] = collections.Counter()
-        self.store = HistoryStore(config.store_path)
         self._ttl_task: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Future[None]] = set()  # history writes nobody awaits
         self.guard = KernelGuard(message_limits(config),
@@ -80,7 +84,7 @@ class SandboxService:
         # before recovery, so a sandbox dying while it is checked is still noticed
         self.runtime.watch_exits(self._on_container_exit)
         self.runtime.when_reachable_again(self._retry_pools)
-        adopted, report = await Recovery(self.config, self.kernels, self.store,
+        adopted, report = await Recovery(self.config, self.runtime, self.kernels, self.store,
                                          connect=self.connect).run()
         for sandbox in adopted:
             self._sandboxes[sandbox.id] = sandbox
@@ -228,6 +232,11 @@ class SandboxService:
         sandbox.expires_at = time.time() + seconds
         sandbox.touch()
         return sandbox
+
+    @property
+    def templates(self) -> Mapping[str, TemplateConfig]:
+        """The templates this service claims sandboxes of, by name (one warm pool each)."""
+        return self.config.templates
 
     def list(self, tenant: Tenant) -> list[Sandbox]:
         return [s for s in self._sandboxes.values() if s.tenant == tenant.name]

@@ -3,8 +3,8 @@ need) and timestamps.
 
 >>> is_sandbox_id(new_sandbox_id()), is_sandbox_id("sbx_../../etc")
 (True, False)
->>> iso_time(0.25)
-'1970-01-01T00:00:00.250000Z'
+>>> iso_time(0.25), iso_time(0.25, digits=9)
+('1970-01-01T00:00:00.250000Z', '1970-01-01T00:00:00.250000000Z')
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def new_command_id() -> str:
     return "cmd_" + secrets.token_hex(8)
 
 
+def new_invocation_id() -> str:
+    """A plugin invocation's id (its ``started`` event names it)."""
+    return "inv_" + secrets.token_hex(8)
+
+
 def is_command_id(text: str) -> bool:
     return _COMMAND_ID.fullmatch(text) is not None
 
@@ -63,7 +68,12 @@ def sandbox_id_of(kernel_id: str) -> str:
     return kernel_id
 
 
-def iso_time(ts: float) -> str:
+def iso_time(ts: float, digits: int = 6) -> str:
     """UTC ISO 8601 with microseconds and ``Z``, as Jupyter writes times: every timestamp the
-    gateway sends (REST models, Jupyter kernel models and message headers, notebook metadata)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
+    gateway sends (REST models, Jupyter kernel models and message headers, notebook metadata).
+
+    ``digits=9``: the same format to the nanosecond, as the E2B surface spells a file's
+    ``modifiedTime`` (e2b/models.py).
+    """
+    fraction = int(ts % 1 * 10 ** digits)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{fraction:0{digits}d}Z"

@@ -20,6 +20,7 @@ from sandcell_gateway.config import TenantConfig, load_config
 from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.jupyter_service import JupyterService
 from sandcell_gateway.service import SandboxService
+from sandcell_gateway.store import HistoryStore
 from sandcell_gateway.tenants import Tenants, hash_token
 
 ALICE, BOB = "alice-secret", "bob-secret"
@@ -59,8 +60,9 @@ class Public(BaseHandler):
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     configs = {name: TenantConfig(name, token_sha256=hash_token(token))
                for name, token in (("alice", ALICE), ("bob", BOB))}
-    service = SandboxService(load_config(store_path=tmp_path / "s.sqlite3"), FakeRuntime())
-    deps = Deps(service, Tenants(configs, "default-secret"), JupyterService(service),
+    store = HistoryStore(tmp_path / "s.sqlite3")
+    service = SandboxService(load_config(store_path=store.path), FakeRuntime(), store)
+    deps = Deps(service, Tenants(configs, "default-secret"), JupyterService(service, store),
                 max_body_size=MAX_BODY)
     app = tornado.web.Application([("/whoami", Whoami, {"deps": deps}),
                                    ("/ignores", Ignores, {"deps": deps}),

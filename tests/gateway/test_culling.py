@@ -12,6 +12,7 @@ from sandcell_gateway.errors import NotFound
 from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.sandbox import end_of_life
 from sandcell_gateway.service import SandboxService
+from sandcell_gateway.store import HistoryStore
 from sandcell_gateway.tenants import Tenant
 
 from .kernels import EchoSandboxes
@@ -44,7 +45,7 @@ OWNER = Tenant.from_config(TenantConfig("default"))
 async def test_service_culls_idle_sandboxes_and_says_why(tmp_path: Path) -> None:
     config = load_config(store_path=tmp_path / "h.sqlite3", idle_timeout=60)
     runtime = FakeRuntime()
-    service = SandboxService(config, runtime)
+    service = SandboxService(config, runtime, HistoryStore(config.store_path))
     sandboxes = EchoSandboxes()
     pool = sandboxes.pool(service)
     await service.store.open()

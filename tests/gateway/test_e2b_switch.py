@@ -16,6 +16,7 @@ from sandcell_gateway.config import E2BConfig, load_config
 from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.jupyter_service import JupyterService
 from sandcell_gateway.service import SandboxService
+from sandcell_gateway.store import HistoryStore
 from sandcell_gateway.tenants import Tenants
 
 TOKEN = "the-default-token"
@@ -23,8 +24,9 @@ TOKEN = "the-default-token"
 
 @asynccontextmanager
 async def serving(tmp_path: Path, e2b: E2BConfig) -> AsyncIterator[httpx.AsyncClient]:
-    service = SandboxService(load_config(store_path=tmp_path / "s.sqlite3"), FakeRuntime())
-    deps = Deps(service, Tenants({}, TOKEN), JupyterService(service), e2b=e2b)
+    store = HistoryStore(tmp_path / "s.sqlite3")
+    service = SandboxService(load_config(store_path=store.path), FakeRuntime(), store)
+    deps = Deps(service, Tenants({}, TOKEN), JupyterService(service, store), e2b=e2b)
     sock, port = tornado.testing.bind_unused_port()
     server = tornado.httpserver.HTTPServer(make_app(deps))
     server.add_sockets([sock])

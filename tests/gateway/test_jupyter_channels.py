@@ -6,6 +6,7 @@ drift on either side shows up here.
 
 from __future__ import annotations
 
+import doctest
 import json
 from typing import Any
 
@@ -25,9 +26,9 @@ from sandcell_gateway.jupyter_channels import (
     encode_v1,
     kernel_to_client,
     pack,
-    refusal,
-    status_message,
 )
+from sandcell_gateway import jupyter_messages
+from sandcell_gateway.jupyter_messages import refusal, status_message
 from sandcell_gateway.wire import kernel_id_of, sandbox_id_of
 
 
@@ -38,6 +39,10 @@ def message(msg_type: str = "execute_request", msg_id: str = "m1", parent: str =
             "msg_id": msg_id, "msg_type": msg_type,
             "parent_header": {"msg_id": parent} if parent else {},
             "metadata": {}, "content": content or {}, "buffers": []}
+
+
+def test_gateway_messages_doctests() -> None:
+    assert doctest.testmod(jupyter_messages).failed == 0
 
 
 def test_v1_roundtrip_matches_jupyter_server() -> None:
@@ -249,7 +254,7 @@ def texts(client: FakeClient) -> list[str]:
 @pytest.mark.anyio
 async def test_bridge_routes_replies_to_the_requesting_session() -> None:
     kernel = FakeKernel()
-    bridge = KernelBridge("k", lambda: kernel)  # type: ignore[arg-type, return-value]
+    bridge = KernelBridge("k", lambda: kernel)
     alice, bob = FakeClient("a"), FakeClient("b")
     bridge.attach(alice)
     bridge.attach(bob)
@@ -265,7 +270,7 @@ async def test_bridge_routes_replies_to_the_requesting_session() -> None:
 @pytest.mark.anyio
 async def test_bridge_replays_what_a_dropped_client_missed() -> None:
     kernel = FakeKernel()
-    bridge = KernelBridge("k", lambda: kernel)  # type: ignore[arg-type, return-value]
+    bridge = KernelBridge("k", lambda: kernel)
     first = FakeClient("s")
     bridge.attach(first)
     await bridge.send(first, "shell", [b"{}"] * 4, "req")
@@ -285,7 +290,7 @@ def test_bridge_closes_clients_when_the_kernel_is_gone() -> None:
     kernel = FakeKernel()
     forgotten: list[KernelBridge] = []
     resolve = lambda: None if kernel.closed else kernel  # noqa: E731
-    bridge = KernelBridge("k", resolve, on_gone=forgotten.append)  # type: ignore[arg-type]
+    bridge = KernelBridge("k", resolve, on_gone=forgotten.append)
     client = FakeClient("s")
     bridge.attach(client)
     kernel.closed = True
@@ -297,7 +302,7 @@ def test_bridge_closes_clients_when_the_kernel_is_gone() -> None:
 def test_a_cut_off_kernels_clients_are_told_why_in_their_cell() -> None:
     kernel = FakeKernel()
     resolve = lambda: None if kernel.closed else kernel  # noqa: E731
-    bridge = KernelBridge("k", resolve)  # type: ignore[arg-type]
+    bridge = KernelBridge("k", resolve)
     attacker, other = FakeClient("a"), FakeClient("b")
     bridge.attach(attacker)
     bridge.attach(other)
@@ -315,7 +320,7 @@ def test_a_cut_off_kernels_clients_are_told_why_in_their_cell() -> None:
 
 def test_bridge_follows_a_restart() -> None:
     kernels = [FakeKernel()]
-    bridge = KernelBridge("k", lambda: kernels[-1])  # type: ignore[arg-type, return-value]
+    bridge = KernelBridge("k", lambda: kernels[-1])
     client = FakeClient("s")
     bridge.attach(client)
     kernels.append(FakeKernel())
@@ -323,3 +328,20 @@ def test_bridge_follows_a_restart() -> None:
     kernels[1].emit("iopub", message("status", content={"execution_state": "idle"}))
     assert not client.gone
     assert texts(client) == ["status"]
+
+
+def test_bridge_counts_a_message_reaching_a_client_as_activity() -> None:
+    kernel = FakeKernel()
+    touches: list[str] = []
+    bridge = KernelBridge("k", lambda: kernel, on_activity=lambda: touches.append("touch"))
+    first = FakeClient("s")
+    bridge.attach(first)  # nothing missed: no message reached it yet
+    assert touches == []
+    kernel.emit("iopub", message("stream", parent="x", content={"text": "1"}))
+    assert touches == ["touch"]
+    bridge.detach(first)
+    kernel.emit("iopub", message("stream", parent="x", content={"text": "2"}))  # kept: no reader
+    assert touches == ["touch"]
+    second = FakeClient("s")
+    bridge.attach(second)  # the kept message reaches it
+    assert texts(second) == ["2"] and touches == ["touch", "touch"]

@@ -21,6 +21,7 @@ from sandcell_gateway.reaper import Reaper
 from sandcell_gateway.sandbox import Sandbox
 from sandcell_gateway.wire import new_sandbox_id
 from sandcell_gateway.service import SandboxService
+from sandcell_gateway.store import HistoryStore
 from sandcell_gateway.tenants import Tenant
 
 from .kernels import unanswered_kernel
@@ -119,7 +120,7 @@ async def test_close_drops_the_queue_but_lets_removals_under_way_finish() -> Non
 async def service_with_pool(tmp_path: Path, docker: SlowDocker
                             ) -> tuple[SandboxService, WarmPool[Sandbox]]:
     config = load_config(store_path=tmp_path / "h.sqlite3")
-    service = SandboxService(config, docker)
+    service = SandboxService(config, docker, HistoryStore(config.store_path))
     count = 0
 
     async def launch(template: TemplateConfig, sandbox_id: str) -> Sandbox:

@@ -142,7 +142,8 @@ DEFAULT = Tenant.from_config(TenantConfig("default"))
 
 @pytest.mark.anyio
 async def test_service_records_executions_but_not_refused_ones(tmp_path: Path) -> None:
-    service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3"), FakeRuntime())
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    service = SandboxService(load_config(store_path=store.path), FakeRuntime(), store)
     sandboxes = EchoSandboxes()
     sandboxes.pool(service)
     await service.store.open()

@@ -19,6 +19,7 @@ from sandcell_gateway.config import ConfigError, TenantConfig, load_config
 from sandcell_gateway.errors import NotFound, TooManyRequests
 from sandcell_gateway.fake_runtime import FakeRuntime
 from sandcell_gateway.service import SandboxService
+from sandcell_gateway.store import HistoryStore
 from sandcell_gateway.tenants import Tenant, Tenants, TokenBucket, check_caps, hash_token
 
 from .kernels import EchoSandboxes
@@ -230,8 +231,8 @@ def sandboxes() -> Iterator[EchoSandboxes]:
 
 @pytest.fixture
 async def service(tmp_path: Path, sandboxes: EchoSandboxes) -> AsyncIterator[SandboxService]:
-    service = SandboxService(load_config(store_path=tmp_path / "h.sqlite3", max_sandboxes=3),
-                             FakeRuntime())
+    config = load_config(store_path=tmp_path / "h.sqlite3", max_sandboxes=3)
+    service = SandboxService(config, FakeRuntime(), HistoryStore(config.store_path))
     sandboxes.pool(service)  # every claim is one launch: ``launched`` counts the claims
     await service.store.open()
     yield service

@@ -18,7 +18,9 @@ def test_ids_have_one_shape_and_nothing_else_passes() -> None:
     for bad in ("sbx_0123", "sbx_0123456789ABCDEF", "sbx_0123456789abcdef\n", "wkr_0123456789abcdef",
                 "sbx-0123-4567-89ab-cdef", ""):
         assert not wire.is_sandbox_id(bad), bad
-    assert wire.new_worker_id().startswith("wkr_") and len(wire.new_worker_id()) == 20
+    for other, prefix in ((wire.new_worker_id, "wkr_"), (wire.new_command_id, "cmd_"),
+                          (wire.new_invocation_id, "inv_")):
+        assert other().startswith(prefix) and len(other()) == 20 and other() != other()
 
 
 def test_times_read_back_exactly_to_the_microsecond() -> None:

@@ -45,7 +45,7 @@ def check_supported(body: dict[str, Any]) -> None:
 
 class ControlHandler(E2BHandler):
     def template_of(self, sandbox: Sandbox) -> Any:
-        return self.service.config.template(sandbox.template)
+        return self.service.templates[sandbox.template]
 
 
 class SandboxesHandler(ControlHandler):

@@ -13,7 +13,6 @@ E2B's SDK assumes a user ``user`` with home ``/home/user``; a Sandcell sandbox r
 from __future__ import annotations
 
 import stat
-import time
 from typing import Any
 
 from ..config import TemplateConfig
@@ -82,13 +81,9 @@ def entry_info(info: dict[str, Any]) -> dict[str, Any]:
             "path": e2b_path(info["path"]), "size": str(info["size"]),
             "mode": mode & 0o7777, "permissions": stat.filemode(mode) if mode else "",
             "owner": "user", "group": "user",
-            "modifiedTime": _rfc3339(float(info.get("modified") or 0.0))}
+            "modifiedTime": iso_time(float(info.get("modified") or 0.0), digits=9)}
 
 
 def write_info(info: dict[str, Any]) -> dict[str, Any]:
     """One entry of the ``/files`` upload answer."""
     return {"name": info["name"], "type": info["type"], "path": e2b_path(info["path"])}
-
-
-def _rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import shutil
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -42,7 +41,7 @@ from ..pool import WarmPool
 from ..tenants import Tenant, TokenBucket
 from .registry import PluginManifest, PluginRegistry
 from .reuse import IdleWorkers, reuse_key
-from ..wire import new_worker_id
+from ..wire import new_invocation_id, new_worker_id
 from .workers import Worker, WorkerLauncher, healthy
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class Invocation:
 
     def __init__(self, service: PluginService, manifest: PluginManifest, worker: Worker,
                  inputs: dict[str, Any], timeout: float) -> None:
-        self.id = "inv_" + secrets.token_hex(8)
+        self.id = new_invocation_id()
         self.manifest = manifest
         self._service = service
         self._worker = worker
