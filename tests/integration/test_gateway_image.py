@@ -140,11 +140,34 @@ def test_the_gateway_image_serves_sandboxes_from_a_container(
     assert stat.S_IMODE(made["run"].st_mode) == 0o700
 
 
+def refusal(client: docker.DockerClient, image: str, **options: Any) -> bytes:
+    """What the entrypoint says when it refuses to start (with exit status 2)."""
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        client.containers.run(image, **{"labels": dict([LABEL.split("=")]), **options,
+                                        "remove": True})
+    assert failed.value.exit_status == 2
+    return bytes(failed.value.stderr)
+
+
 def test_the_image_refuses_to_start_without_the_shared_directory(
         image: str, client: docker.DockerClient) -> None:
-    with pytest.raises(docker.errors.ContainerError) as failed:
-        client.containers.run(image, remove=True, labels=dict([LABEL.split("=")]),
-                              volumes={SOCKET: {"bind": SOCKET, "mode": "rw"}},
-                              environment={"SANDCELL_SHARED_DIR": "/var/lib/sandcell"})
-    assert failed.value.exit_status == 2
-    assert b"-v /var/lib/sandcell:/var/lib/sandcell" in failed.value.stderr
+    said = refusal(client, image, volumes={SOCKET: {"bind": SOCKET, "mode": "rw"}},
+                   environment={"SANDCELL_SHARED_DIR": "/var/lib/sandcell"})
+    assert b"-v /var/lib/sandcell:/var/lib/sandcell" in said
+
+
+def test_the_image_refuses_a_shared_directory_from_another_host_path(
+        image: str, client: docker.DockerClient, shared: Path) -> None:
+    options = run_options(shared, "unused")
+    options["volumes"] = {**options["volumes"], str(shared): {"bind": "/var/lib/sandcell"}}
+    options["environment"] = {"SANDCELL_SHARED_DIR": "/var/lib/sandcell"}
+    del options["detach"], options["ports"]
+    said = refusal(client, image, **options)
+    assert f"-v {shared}:{shared} -e SANDCELL_SHARED_DIR={shared}".encode() in said
+
+
+def test_the_image_says_which_group_the_socket_needs(
+        image: str, client: docker.DockerClient, shared: Path) -> None:
+    options = run_options(shared, "unused")
+    del options["detach"], options["ports"], options["group_add"]
+    assert b"--group-add" in refusal(client, image, **options)
