@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from .config import E2BConfig
 from .cors import CorsPolicy
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
                      Unauthorized)
+from .ops import logs
 from .service import SandboxService
 from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
@@ -107,8 +107,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         # runs again when an error clears the headers, so errors carry the same id and CORS
         # headers (a page can read the error); the first run comes before initialize()
-        if not hasattr(self, "request_id"):
-            self.request_id = uuid.uuid4().hex
+        if not hasattr(self, "request_id"):  # the client's, to follow its request through
+            self.request_id = logs.request_id_for(self.request.headers.get("X-Request-Id"))
         self.set_header("X-Request-Id", self.request_id)
         if hasattr(self, "deps"):
             self._set_cors_headers()
@@ -119,6 +119,10 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header(name, value)
 
     def prepare(self) -> None:
+        # what this request logs from here on (in its own task) names it, its tenant, its sandbox
+        self.log_context = logs.enter_request(self.request_id)
+        self.log_context.sandbox_id = next(
+            (arg for arg in self.path_args if arg.startswith("sbx_")), None)
         connection = self.request.connection
         if isinstance(connection, tornado.http1connection.HTTP1Connection):
             # small answers go out at once (Nagle + delayed ACKs cost ~40 ms each)
@@ -126,6 +130,7 @@ class BaseHandler(tornado.web.RequestHandler):
         tenant = self._authenticate()
         if tenant is not None:
             self.tenant = tenant
+            self.log_context.tenant = tenant.name
         elif not self.public and self.request.method != "OPTIONS":
             raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
                                "(the gateway prints its token at start)")
