@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
 import tornado.httputil
+import tornado.log
 import tornado.web
 
 from .config import E2BConfig
@@ -221,13 +222,24 @@ class BaseHandler(tornado.web.RequestHandler):
         return [m for m in self.SUPPORTED_METHODS
                 if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
 
+    def _request_summary(self) -> str:
+        # tornado's lines for uncaught exceptions and HTTP errors name the request so; its URI
+        # may carry a WebSocket client's ?token=
+        request = self.request
+        return f"{request.method} {logs.redact_uri(request.uri or '')} ({request.remote_ip})"
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError) and value.status < 500:
             return  # the client's mistake, answered in the response
         if isinstance(value, ServiceUnavailable):  # expected under load or an outage: no traceback
             log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):  # one line naming _request_summary()
+            super().log_exception(typ, value, tb)
+            return
+        # tornado's own line adds repr(self.request), whose URI is not redacted
+        tornado.log.app_log.error("Uncaught exception %s", self._request_summary(),
+                                  exc_info=(typ, value, tb))
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

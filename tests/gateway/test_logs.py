@@ -121,6 +121,24 @@ async def test_no_token_reaches_a_log_line(client: httpx.AsyncClient,
                          "/api/v1/sandboxes?token=REDACTED&x=1"]
 
 
+@pytest.mark.anyio
+async def test_a_failing_request_is_logged_without_its_token(
+        client: httpx.AsyncClient, log_lines: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tornado's own line for an uncaught exception names the request, with its URI."""
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(SandboxService, "list", fail)
+    response = await client.get("/api/v1/sandboxes", params={"token": ALICE},
+                                headers={"X-Request-Id": "boom-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["request_id"] == "boom-1"
+    failure, access = entries(log_lines)
+    assert "RuntimeError: the store broke" in failure["exc"]
+    assert failure["request_id"] == access["request_id"] == "boom-1"
+    assert "token=REDACTED" in failure["event"] and ALICE not in log_lines.getvalue()
+
+
 def test_records_outside_a_request_have_empty_request_fields() -> None:
     record = logging.LogRecord("sandcell", logging.ERROR, __file__, 1, "pool %s failed",
                                ("python",), None)

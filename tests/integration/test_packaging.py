@@ -182,10 +182,12 @@ def installed_gateway(venv: Path, tmp_path: Path) -> Iterator[InstalledGateway]:
 
 
 def image_ids() -> dict[str, str]:
+    """The ids of the images the recipes build (others' sandcell/* tags on a shared machine
+    come and go while this runs)."""
     client = docker.from_env()
     try:
-        return {image.tags[0]: str(image.id) for image in client.images.list(name="sandcell/*")
-                if image.tags}
+        return {tag: str(image.id) for image in client.images.list(name="sandcell/*")
+                for tag in image.tags if tag in IMAGES.values()}
     finally:
         client.close()
 
