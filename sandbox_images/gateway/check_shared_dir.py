@@ -35,7 +35,8 @@ def main(directory: str) -> int:
             source = mount_source(client, directory)
         finally:
             client.close()
-    except Exception as exc:  # the socket's permissions, most likely: say what to do
+    except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
+        # the socket's permissions, most likely: say what to do
         print(f"sandcell-gateway: cannot reach the Docker Engine ({exc}); with the socket "
               "mounted, add its group: --group-add \"$(stat -c %g /var/run/docker.sock)\"",
               file=sys.stderr)

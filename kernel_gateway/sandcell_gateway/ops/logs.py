@@ -22,7 +22,7 @@ import logging
 import re
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import tornado.web
@@ -111,7 +111,7 @@ class RequestFilter(logging.Filter):
 
 
 def _iso(created: float) -> str:
-    moment = datetime.fromtimestamp(created, tz=timezone.utc)
+    moment = datetime.fromtimestamp(created, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
