@@ -4,6 +4,7 @@ its log lines, and no token in any line."""
 
 from __future__ import annotations
 
+import doctest
 import io
 import json
 import logging
@@ -139,6 +140,10 @@ async def test_a_failing_request_is_logged_without_its_token(
     assert "token=REDACTED" in failure["event"] and ALICE not in log_lines.getvalue()
 
 
+def test_doctests() -> None:
+    assert doctest.testmod(logs).attempted > 0 and doctest.testmod(logs).failed == 0
+
+
 def test_records_outside_a_request_have_empty_request_fields() -> None:
     record = logging.LogRecord("sandcell", logging.ERROR, __file__, 1, "pool %s failed",
                                ("python",), None)
@@ -158,6 +163,15 @@ def test_a_record_logged_with_an_exception_carries_its_traceback() -> None:
                                    sys.exc_info())
     entry = json.loads(logs.JsonFormatter().format(record))
     assert "ValueError: boom" in entry["exc"]
+
+
+def test_text_lines_name_the_request_they_were_logged_under() -> None:
+    outside = logging.LogRecord("sandcell", logging.INFO, __file__, 1, "ready", (), None)
+    inside = logging.LogRecord("tornado.access", logging.INFO, __file__, 1, "200 GET /", (), None)
+    inside.request_id = "trace-42"
+    formatter = logs.TextFormatter()
+    assert formatter.format(outside).endswith(" INFO sandcell: ready")
+    assert formatter.format(inside).endswith(" INFO tornado.access [trace-42]: 200 GET /")
 
 
 def test_configure_refuses_an_unknown_format() -> None:

@@ -1,5 +1,8 @@
 """The gateway's log lines: text (the default) or ``--log-format json``, one object a line.
 
+A text line logged while a request is handled names it: ``... tornado.access [4f0c...]: 201
+POST /api/v1/sandboxes (127.0.0.1) 7.01ms``.
+
 Every line logged while a request is handled carries that request's id (its
 ``X-Request-Id``: the client's when it sent a usable one, else a fresh one), its tenant and
 its sandbox; the access line of each request adds its status and duration::
@@ -28,7 +31,7 @@ from typing import Any
 import tornado.web
 
 FORMATS = ("text", "json")
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
 # Query parameters whose values are secrets (clients that cannot set headers send the token so).
 SECRET_PARAMETERS = frozenset({"token"})
 REDACTED = "REDACTED"
@@ -115,6 +118,24 @@ def _iso(created: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+class TextFormatter(logging.Formatter):
+    """The classic line, with ``[<request id>]`` after the logger's name inside a request.
+
+    >>> record = logging.LogRecord("sandcell", logging.INFO, "", 1, "hello", (), None)
+    >>> record.request_id = "r-1"
+    >>> TextFormatter().format(record).split(" ", 2)[2]
+    'INFO sandcell [r-1]: hello'
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        record.request_tag = f" [{request_id}]" if request_id else ""
+        return super().format(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, event, the request's fields, and
     for access lines duration (seconds), status, method and path."""
@@ -137,7 +158,7 @@ def configure(level: str = "INFO", log_format: str = "text") -> logging.Handler:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {log_format!r}")
     handler = logging.StreamHandler()
     handler.addFilter(RequestFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
