@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import tornado.websocket
 
 from sandcell_gateway.testing import GatewayProcess
 
@@ -90,3 +91,25 @@ def test_json_logs_name_each_request_and_hold_no_secret(gateway: JsonLoggingGate
     assert (by_id["it-missing-1"]["status"], by_id["it-missing-1"]["sandbox_id"]) == \
         (404, "sbx_0000000000000000")
     assert refused.headers["X-Request-Id"] in by_id
+
+
+@pytest.mark.anyio
+async def test_a_websocket_clients_query_token_is_redacted_and_its_sandbox_named(
+        gateway: JsonLoggingGateway) -> None:
+    """Jupyter clients put the token in the channels URL; the access line must not."""
+    with gateway.http() as http:
+        kernel = http.post("/api/kernels", json={"name": "python"}).json()
+    base = gateway.url.replace("http://", "ws://")
+    ws = await tornado.websocket.websocket_connect(
+        f"{base}/api/kernels/{kernel['id']}/channels?token={gateway.token}")
+    ws.close()
+    while await ws.read_message() is not None:  # until the close is through
+        pass
+    with gateway.http() as http:
+        assert http.delete(f"/api/kernels/{kernel['id']}").status_code == 204
+    assert gateway.stop() == 0
+    log = gateway.log()
+    assert gateway.token not in log
+    [upgrade] = [r for r in records(log) if r.get("status") == 101]
+    assert upgrade["path"] == f"/api/kernels/{kernel['id']}/channels?token=REDACTED"
+    assert upgrade["tenant"] == "default" and upgrade["sandbox_id"].startswith("sbx_")
