@@ -3,7 +3,7 @@ PYTHON ?= python3
 SANDCELL := $(PYTHON) -m sandcell_gateway.cli
 STAMP := .cache/install.stamp
 
-.PHONY: install images serve test unit typecheck bench mutate
+.PHONY: install images gateway-image serve test unit typecheck bench mutate
 
 install: $(STAMP)
 
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml sdk/pyproject.toml scripts/install-system-deps $(wildca
 
 images: install
 	$(SANDCELL) images build
+
+# The gateway in a container (docs/operations.md); not a default image, `make test` builds it
+# (tests/integration/test_gateway_image.py) when it is missing or stale.
+gateway-image: install
+	$(SANDCELL) images build gateway
 
 serve: install
 	$(SANDCELL) serve

@@ -6,6 +6,7 @@ import tornado.web
 
 from . import commands_handlers, e2b, files_handlers, handlers, jupyter_api
 from .base import Deps, FallbackHandler
+from .ops.logs import log_request
 from .plugins import handlers as plugin_handlers
 
 
@@ -17,4 +18,5 @@ def make_app(deps: Deps) -> tornado.web.Application:
               *(e2b.ROUTES if deps.e2b.enabled else [])]
     return tornado.web.Application(
         [(pattern, handler, {"deps": deps}) for pattern, handler in routes],
-        default_handler_class=FallbackHandler, default_handler_args={"deps": deps})
+        default_handler_class=FallbackHandler, default_handler_args={"deps": deps},
+        log_function=log_request)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
 import tornado.httputil
+import tornado.log
 import tornado.web
 
 from .config import E2BConfig
@@ -19,6 +19,7 @@ from .cors import CorsPolicy
 from .errors import (GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests,
                      Unauthorized)
 from .lingering import half_close
+from .ops import logs
 from .service import SandboxService
 from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
@@ -111,8 +112,8 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         # runs again when an error clears the headers, so errors carry the same id and CORS
         # headers (a page can read the error); the first run comes before initialize()
-        if not hasattr(self, "request_id"):
-            self.request_id = uuid.uuid4().hex
+        if not hasattr(self, "request_id"):  # the client's, to follow its request through
+            self.request_id = logs.request_id_for(self.request.headers.get("X-Request-Id"))
         self.set_header("X-Request-Id", self.request_id)
         if hasattr(self, "deps"):
             self._set_cors_headers()
@@ -123,6 +124,10 @@ class BaseHandler(tornado.web.RequestHandler):
             self.set_header(name, value)
 
     def prepare(self) -> None:
+        # what this request logs from here on (in its own task) names it, its tenant, its sandbox
+        self.log_context = logs.enter_request(self.request_id)
+        self.log_context.sandbox_id = next(
+            (arg for arg in self.path_args if arg.startswith("sbx_")), None)
         connection = self.request.connection
         if isinstance(connection, tornado.http1connection.HTTP1Connection):
             # small answers go out at once (Nagle + delayed ACKs cost ~40 ms each)
@@ -130,6 +135,7 @@ class BaseHandler(tornado.web.RequestHandler):
         tenant = self._authenticate()
         if tenant is not None:
             self.tenant = tenant
+            self.log_context.tenant = tenant.name
         elif not self.public and self.request.method != "OPTIONS":
             raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
                                "(the gateway prints its token at start)")
@@ -225,13 +231,24 @@ class BaseHandler(tornado.web.RequestHandler):
         return [m for m in self.SUPPORTED_METHODS
                 if getattr(type(self), m.lower(), None) is not getattr(base, m.lower(), None)]
 
+    def _request_summary(self) -> str:
+        # tornado's lines for uncaught exceptions and HTTP errors name the request so; its URI
+        # may carry a WebSocket client's ?token=
+        request = self.request
+        return f"{request.method} {logs.redact_uri(request.uri or '')} ({request.remote_ip})"
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, GatewayError) and value.status < 500:
             return  # the client's mistake, answered in the response
         if isinstance(value, ServiceUnavailable):  # expected under load or an outage: no traceback
             log.warning("%s %s: %s", self.request.method, self.request.path, value.message)
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):  # one line naming _request_summary()
+            super().log_exception(typ, value, tb)
+            return
+        # tornado's own line adds repr(self.request), whose URI is not redacted
+        tornado.log.app_log.error("Uncaught exception %s", self._request_summary(),
+                                  exc_info=(typ, value, tb))
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import secrets
 import sys
 
@@ -25,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file (see the README, 'Configuration')")
     serve.add_argument("--no-build", action="store_true", help="fail instead of building images")
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="json: one object per line, with request id, tenant, sandbox, duration")
     sub.add_parser("images", help="build or list sandbox images", add_help=False)
     sub.add_parser("kernelspec", help="install Jupyter kernelspecs for the templates",
                    add_help=False)
@@ -74,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tenants":
         return _tenants(args)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .ops import logs
+
+    logs.configure(args.log_level, args.log_format)
     try:
         config = load_config(args.config, host=args.host, port=args.port)
     except ConfigError as exc:

@@ -54,6 +54,7 @@ class SandboxesHandler(BaseHandler):
         sandbox = await self.service.create(
             self.tenant, body.get("template", "python"), ttl=body.get("timeout"),
             env=body.get("env"), metadata=body.get("metadata"))
+        self.log_context.sandbox_id = sandbox.id  # the access line names what was created
         self.set_header("Location", f"/api/v1/sandboxes/{sandbox.id}")
         self.write_json(sandbox.describe(), status=201)
 

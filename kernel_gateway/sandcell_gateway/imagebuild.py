@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -96,6 +97,18 @@ class ImageRecipe:
             raise ImageBuildError(f"{where}: a dockerfile image needs a base")
         if ":" not in self.tag.rsplit("/", 1)[-1]:
             raise ImageBuildError(f"{where}: tag {self.tag!r} needs an explicit :version")
+
+    @property
+    def default(self) -> bool:
+        """Whether ``sandcell images build`` (no NAMEs) builds it; ``"default": false`` is for
+        images no sandbox needs (the gateway's own), built when named."""
+        return bool(self.settings.get("default", True))
+
+    @property
+    def python_packages(self) -> tuple[str, ...]:
+        """Packages of the running gateway (``sandcell``, ``sandcell_gateway``, ...) that the
+        build context gets as ``python_packages/<name>``: the image runs this very code."""
+        return tuple(self.settings.get("python_packages", ()))
 
     @property
     def requirements(self) -> Path | None:
@@ -210,9 +223,22 @@ def rootfs_inputs(recipe: ImageRecipe) -> dict[str, str]:
     return {"mirror": rootfs.debian_mirror(spec.suite)}
 
 
-def dockerfile_inputs(base_ref: str, base_id: str, base_override: str | None) -> dict[str, str]:
-    """A Dockerfile image depends on exactly which base image it starts FROM."""
-    return {"base": base_ref, "base_id": base_id, "base_override": base_override or ""}
+def dockerfile_inputs(base_ref: str, base_id: str, base_override: str | None,
+                      recipe: ImageRecipe | None = None) -> dict[str, str]:
+    """A Dockerfile image depends on exactly which base image it starts FROM, and on the
+    content of the Python packages it copies in."""
+    inputs = {"base": base_ref, "base_id": base_id, "base_override": base_override or ""}
+    for name in recipe.python_packages if recipe else ():
+        inputs[f"package {name}"] = recipe_hash(package_dir(name), {})
+    return inputs
+
+
+def package_dir(name: str) -> Path:
+    """Where the running interpreter imports package ``name`` from (a checkout or a venv)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImageBuildError(f"python_packages: {name!r} is not an importable package here")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 # --- building ------------------------------------------------------------------------
@@ -234,12 +260,14 @@ class BuildResult:
 class BuildOptions:
     """How to build: which images to rebuild regardless, and an optional registry base.
 
-    ``only_missing`` is ``sandcell serve``'s mode: never rebuild an image that exists.
+    ``only_missing`` is ``sandcell serve``'s mode: never rebuild an image that exists,
+    except those in ``refresh``, which are rebuilt when stale.
     """
 
     force: frozenset[str] = frozenset()
     base_override: str | None = None
     only_missing: bool = False
+    refresh: frozenset[str] = frozenset()
 
 
 class ImageBuilder:
@@ -286,7 +314,8 @@ class ImageBuilder:
     def _ensure_uncached(self, recipe: ImageRecipe) -> BuildResult:
         started = time.monotonic()
         existing = find_image(self.client, recipe.tag)
-        if existing is not None and self.options.only_missing:
+        if existing is not None and self.options.only_missing \
+                and recipe.name not in self.options.refresh:
             return _result(recipe, existing, "present", started)
         if recipe.kind == "rootfs":
             result = self._ensure_rootfs(recipe, existing, started)
@@ -324,7 +353,7 @@ class ImageBuilder:
     ) -> BuildResult:
         """docker build with the base's id in the hash, so a new base rebuilds this."""
         base_ref, base_id = self._base_image(recipe)
-        inputs = dockerfile_inputs(base_ref, base_id, self._override_for(recipe))
+        inputs = dockerfile_inputs(base_ref, base_id, self._override_for(recipe), recipe)
         digest = recipe_hash(recipe.directory, inputs)
         if self._is_current(recipe, existing, digest):
             return _result(recipe, existing, "up to date", started)
@@ -349,6 +378,8 @@ class ImageBuilder:
         """The recipe's files, plus ``wheels/`` matching the base's Python and platform."""
         ignore = shutil.ignore_patterns(*IGNORED_FILES)
         shutil.copytree(recipe.directory, context, ignore=ignore, dirs_exist_ok=True)
+        for name in recipe.python_packages:  # symlinks resolved, as a wheel holds them
+            shutil.copytree(package_dir(name), context / "python_packages" / name, ignore=ignore)
         (context / "wheels").mkdir(exist_ok=True)
         if recipe.requirements is not None:
             target = wheels.probe_python(self.client, base_ref)
@@ -437,6 +468,15 @@ def ensure_images(names: Iterable[str]) -> None:
             _stderr(f"built {result.tag} in {result.seconds:.0f}s")
 
 
+def ensure_current(names: Iterable[str], log: Log = _stderr) -> list[BuildResult]:
+    """Build ``names`` when missing or stale, and their bases only when missing: one image
+    brought up to date (the gateway image, by its test) without rebuilding the images that
+    everything else runs on."""
+    client, recipes, names = _docker_client(), load_recipes(), list(names)
+    options = BuildOptions(only_missing=True, refresh=frozenset(names))
+    return ImageBuilder(client, recipes, options, log).build(names)
+
+
 def recipe_name(recipes: Mapping[str, ImageRecipe], name_or_tag: str) -> str | None:
     """The recipe called ``name_or_tag`` or tagged so; None when no recipe builds it."""
     if name_or_tag in recipes:
@@ -464,7 +504,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sandcell images", description="Sandbox images.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build images whose recipe changed")
-    build.add_argument("names", nargs="*", metavar="NAME", help="images to build (default: all)")
+    build.add_argument("names", nargs="*", metavar="NAME", help="images to build (default: all but those marked \"default\": false, "
+                            "such as gateway)")
     build.add_argument("--force", action="store_true", help="rebuild NAMEs even if current")
     build.add_argument(
         "--base",
@@ -476,8 +517,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def build_options(args: argparse.Namespace, recipes: Mapping[str, ImageRecipe]) -> BuildOptions:
-    """--force applies to the NAMEs given (all images when none are given)."""
-    names = args.names or list(recipes)
+    """--force applies to the NAMEs given (the default images when none are given)."""
+    names = args.names or [name for name, recipe in recipes.items() if recipe.default]
     return BuildOptions(
         force=frozenset(names) if args.force else frozenset(),
         base_override=args.base,
@@ -485,12 +526,13 @@ def build_options(args: argparse.Namespace, recipes: Mapping[str, ImageRecipe]) 
 
 
 def build_targets(args: argparse.Namespace, recipes: Mapping[str, ImageRecipe]) -> list[str]:
-    """The NAMEs, else every recipe (but no debootstrap base when --base replaces it)."""
+    """The NAMEs, else every default recipe (but no debootstrap base when --base replaces it)."""
     if args.names:
         return list(args.names)
+    defaults = {name: recipe for name, recipe in recipes.items() if recipe.default}
     if args.base:
-        return [name for name, recipe in recipes.items() if recipe.kind != "rootfs"]
-    return list(recipes)
+        return [name for name, recipe in defaults.items() if recipe.kind != "rootfs"]
+    return list(defaults)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -549,6 +591,6 @@ def image_state(
         base = find_image(client, recipes[str(recipe.base)].tag)
         if base is None:
             return "stale"
-        inputs = dockerfile_inputs(recipes[str(recipe.base)].tag, str(base.id), None)
+        inputs = dockerfile_inputs(recipes[str(recipe.base)].tag, str(base.id), None, recipe)
     current = image.labels.get(RECIPE_LABEL) == recipe_hash(recipe.directory, inputs)
     return "current" if current else "stale"

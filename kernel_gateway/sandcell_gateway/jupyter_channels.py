@@ -220,6 +220,7 @@ class KernelChannelsHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         if sandbox.dead:
             raise KernelDied(f"kernel {args[0]} is dead; restart or delete it")
         self.sandbox_id = sandbox.id
+        self.log_context.sandbox_id = sandbox.id  # a kernel id is not the sandbox's
         self.session_id = self.get_query_argument("session_id", "") or uuid.uuid4().hex
         await tornado.websocket.WebSocketHandler.get(self, *args, **kwargs)
 

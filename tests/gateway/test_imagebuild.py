@@ -154,6 +154,39 @@ def test_dockerfile_inputs_include_base_identity() -> None:
     }
 
 
+def test_dockerfile_inputs_hash_the_python_packages_copied_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "src" / "sandcell_fakepkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("A = 1\n")
+    monkeypatch.syspath_prepend(str(package.parent))
+    recipe = ImageRecipe.load(write_recipe(tmp_path, "gw", base="base",
+                                           python_packages=["sandcell_fakepkg"]))
+    before = imagebuild.dockerfile_inputs("b", "sha256:1", None, recipe)
+    assert set(before) == {"base", "base_id", "base_override", "package sandcell_fakepkg"}
+    (package / "__init__.py").write_text("A = 2\n")
+    assert imagebuild.dockerfile_inputs("b", "sha256:1", None, recipe) != before
+
+
+def test_python_packages_must_be_importable(tmp_path: Path) -> None:
+    recipe = ImageRecipe.load(write_recipe(tmp_path, "gw", base="base",
+                                           python_packages=["sandcell_no_such_package"]))
+    with pytest.raises(ImageBuildError, match="sandcell_no_such_package"):
+        imagebuild.dockerfile_inputs("b", "sha256:1", None, recipe)
+
+
+def test_the_gateway_recipe_carries_the_running_gateway_and_is_not_a_default() -> None:
+    gateway = imagebuild.load_recipes()["gateway"]
+    assert gateway.tag == "sandcell/gateway:latest" and gateway.base == "base"
+    assert gateway.default is False
+    assert set(gateway.python_packages) == {"sandcell", "sandcell_gateway", "sandcell_plugin",
+                                            "sandcell_agent"}
+    import sandcell_gateway
+    assert imagebuild.package_dir("sandcell_gateway") == \
+        Path(sandcell_gateway.__file__).resolve().parent
+
+
 # --- CLI arguments ---------------------------------------------------------------------
 
 
@@ -161,6 +194,20 @@ def test_build_defaults_to_every_image(recipes: dict[str, ImageRecipe]) -> None:
     args = imagebuild.parse_args(["build"])
     assert imagebuild.build_targets(args, recipes) == ["base", "plugin", "python"]
     assert imagebuild.build_options(args, recipes) == imagebuild.BuildOptions()
+
+
+def test_build_without_names_skips_images_that_are_not_defaults(tmp_path: Path) -> None:
+    write_recipe(tmp_path, "base", kind="rootfs", tag="sandcell/base:bookworm", suite="bookworm")
+    write_recipe(tmp_path, "python", base="base")
+    write_recipe(tmp_path, "gateway", base="base", default=False)
+    recipes = imagebuild.load_recipes(tmp_path)
+    assert imagebuild.build_targets(imagebuild.parse_args(["build"]), recipes) == ["base", "python"]
+    forced = imagebuild.parse_args(["build", "--force"])
+    assert imagebuild.build_options(forced, recipes).force == {"base", "python"}
+    assert imagebuild.build_targets(imagebuild.parse_args(["build", "--base", "x:1"]),
+                                    recipes) == ["python"]
+    named = imagebuild.parse_args(["build", "gateway"])
+    assert imagebuild.build_targets(named, recipes) == ["gateway"]
 
 
 def test_base_option_replaces_the_debootstrap_base(recipes: dict[str, ImageRecipe]) -> None:
