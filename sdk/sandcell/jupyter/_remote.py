@@ -96,13 +96,11 @@ class RemoteKernel:
             self._release()  # jupyter_client calls no cleanup after a failed start
             raise error from exc
         Reaper.get().add(kernel_id, gateway.config.base_url, gateway.config.token)
-        try:
-            ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())
-        except Exception as exc:
-            await self._delete(kernel_id)
-            raise self._start_error(SandcellError(f"its channels WebSocket failed: {exc}")) from exc
         self.kernel_id, self.exit_code = kernel_id, None
-        asyncio.ensure_future(self._watch(kernel_id, self._bridge.attach(ws, kernel_id)))
+        # The channels WebSocket opens while jupyter_client finishes its start (it sleeps 10 ms
+        # in every start_kernel) and its client connects: the bridge holds what clients send
+        # until it is attached. Every error a user can fix is the claim's, raised above.
+        asyncio.ensure_future(self._connect(gateway, kernel_id))
         return self._bridge.connection_info()
 
     async def interrupt(self) -> None:
@@ -139,15 +137,35 @@ class RemoteKernel:
             return
         Reaper.get().remove(kernel_id)
 
+    async def _connect(self, gateway: GatewayKernels, kernel_id: str) -> None:
+        """Open the claimed sandbox's channels and relay until they close."""
+        try:
+            ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())
+        except Exception as exc:
+            if self._is_current(kernel_id):
+                log.warning("sandcell: the channels WebSocket of kernel %s on %s failed (%s); "
+                            "the kernel is dead", kernel_id, gateway.config.base_url, exc)
+                await self._died(kernel_id)
+            return
+        if not self._is_current(kernel_id) or self._bridge is None:
+            ws.close()  # stopped, or replaced by a restart, while the WebSocket opened
+            return
+        await self._watch(kernel_id, self._bridge.attach(ws, kernel_id))
+
     async def _watch(self, kernel_id: str, upstream: asyncio.Future[Any]) -> None:
         """The WebSocket closed: unless we closed it, the sandbox died (or the gateway went)."""
         try:
             await upstream
         except Exception as exc:  # a read error is a close too
             log.debug("sandcell: channels of %s failed: %s", kernel_id, exc)
-        if self.kernel_id != kernel_id or self.exit_code is not None:
-            return  # we stopped it ourselves, or it was replaced by a restart
-        log.warning("sandcell: the sandbox of kernel %s died or was deleted", kernel_id)
+        if self._is_current(kernel_id):  # else we stopped it ourselves, or a restart replaced it
+            log.warning("sandcell: the sandbox of kernel %s died or was deleted", kernel_id)
+            await self._died(kernel_id)
+
+    def _is_current(self, kernel_id: str) -> bool:
+        return self.kernel_id == kernel_id and self.exit_code is None
+
+    async def _died(self, kernel_id: str) -> None:
         self.exit_code = DIED
         if self._bridge is not None:
             self._bridge.detach()
