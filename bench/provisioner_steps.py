@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import KernelManager
-
 from sandcell.jupyter import _gateway, _remote
+
 from .provisioner import CONFIG, sandcell_kernelspecs, welcomed
 
 TIMES: dict[str, list[float]] = defaultdict(list)
