@@ -108,9 +108,9 @@ def nbval_wall(folder: Path, kernel_name: str) -> float:
 
 
 @contextmanager
-def sandcell_kernelspecs(tmp: Path) -> Iterator[GatewayProcess]:
+def sandcell_kernelspecs(tmp: Path, config: str = CONFIG) -> Iterator[GatewayProcess]:
     """A gateway, with ``sandcell-python`` installed where jupyter_client finds it."""
-    with GatewayProcess(tmp / "gw", CONFIG) as gw:
+    with GatewayProcess(tmp / "gw", config) as gw:
         os.environ.update(SANDCELL_URL=gw.url, SANDCELL_TOKEN=gw.token,
                           JUPYTER_PATH=str(tmp / "share" / "jupyter"))
         subprocess.run([sys.executable, "-m", "sandcell.jupyter", "kernelspec", "install",

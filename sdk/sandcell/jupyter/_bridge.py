@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
+import socket
 import uuid
 from typing import Any
 
@@ -21,6 +23,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.connect import KernelConnectionInfo
 from tornado.httpclient import HTTPRequest
+from tornado.netutil import DefaultLoopResolver
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from ._wire import (DELIM, V1_PROTOCOL, Signer, decode_v1, encode_v1, json_part, split_zmq,
@@ -33,10 +36,30 @@ MAX_ORIGINS = 10_000  # requests whose sender is remembered for routing replies
 MAX_MESSAGE = 1 << 30  # frames from the gateway (large outputs are the gateway's to bound)
 
 
+class LiteralResolver(DefaultLoopResolver):
+    """Tornado's resolver, minus the executor thread it uses even for an IP address.
+
+    A gateway is usually ``http://127.0.0.1:<port>``: resolving that is no lookup, but
+    ``loop.getaddrinfo`` still hands it to a worker thread and back, one more wake-up on
+    every kernel start (asyncio's own connections skip it the same way).
+    """
+
+    async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+                      ) -> list[tuple[int, Any]]:
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return await super().resolve(host, port, family)
+        if address.version == 6:
+            return [(socket.AF_INET6, (str(address), port, 0, 0))]
+        return [(socket.AF_INET, (str(address), port))]
+
+
 async def open_channels(url: str, headers: dict[str, str]) -> WebSocketClientConnection:
     """The sandbox's channels WebSocket, in the v1 protocol, with Nagle off (else ~40 ms per small message)."""
     request = HTTPRequest(url, headers=headers, connect_timeout=10, request_timeout=30)
-    ws = await websocket_connect(request, subprotocols=[V1_PROTOCOL], max_message_size=MAX_MESSAGE)
+    ws = await websocket_connect(request, subprotocols=[V1_PROTOCOL], max_message_size=MAX_MESSAGE,
+                                 resolver=LiteralResolver())
     if ws.selected_subprotocol != V1_PROTOCOL:
         ws.close()
         raise ConnectionError(f"the gateway at {url} does not speak {V1_PROTOCOL}")

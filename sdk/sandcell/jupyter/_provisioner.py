@@ -101,7 +101,7 @@ class SandcellProvisioner(KernelProvisionerBase):
         if self._remote is None:
             name = getattr(self.parent, "kernel_name", "") or f"sandcell-{self.template}"
             key = uuid.uuid4().hex.encode()
-            self._remote = RemoteKernel(name, self.template, key, self._bridge_loop.context)
+            self._remote = RemoteKernel(name, self.template, key, self._bridge_loop)
         return self._remote
 
     async def _stop(self, exit_code: int) -> None:

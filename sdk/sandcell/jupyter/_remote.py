@@ -30,7 +30,12 @@ DIED = 1  # poll()'s exit code for a sandbox that died or was deleted behind our
 
 
 class BridgeLoop:
-    """One daemon thread running the event loop of every Sandcell kernel in this process."""
+    """One daemon thread running the event loop of every Sandcell kernel in this process.
+
+    It also holds one HTTP client per gateway (and token) for all of them: a kernel that
+    built its own paid for the client and a new connection on every start (about a third
+    of the bridge thread's CPU time in a start), where a kept-alive one is reused.
+    """
 
     _current: ClassVar[BridgeLoop | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
@@ -39,6 +44,7 @@ class BridgeLoop:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.context = zmq.asyncio.Context()
+        self._gateways: dict[ClientConfig, GatewayKernels] = {}
         threading.Thread(target=self.loop.run_forever, name="sandcell-bridge", daemon=True).start()
 
     @classmethod
@@ -52,6 +58,16 @@ class BridgeLoop:
         """Run ``coro`` on the bridge loop and await it from the caller's loop."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
+    def gateway(self, config: ClientConfig) -> GatewayKernels:
+        """The shared client of ``config``'s gateway (call on the bridge loop: it is bound to it).
+
+        Kept for the process's life, as few as the gateways and tokens it uses.
+        """
+        gateway = self._gateways.get(config)
+        if gateway is None:
+            gateway = self._gateways[config] = GatewayKernels(config)
+        return gateway
+
 
 class RemoteKernel:
     """The sandboxes behind one kernel manager, one at a time (a restart claims a new one).
@@ -59,9 +75,9 @@ class RemoteKernel:
     ``exit_code`` is ``None`` while the current sandbox lives: ``poll()`` reads it.
     """
 
-    def __init__(self, spec_name: str, template: str, key: bytes, context: zmq.asyncio.Context) -> None:
+    def __init__(self, spec_name: str, template: str, key: bytes, loop: BridgeLoop) -> None:
         self.spec_name, self.template, self.key = spec_name, template, key
-        self.context = context
+        self.context, self._loop = loop.context, loop
         self.session_id = uuid.uuid4().hex
         self.kernel_id: str | None = None
         self.exit_code: int | None = None
@@ -70,23 +86,21 @@ class RemoteKernel:
 
     async def start(self, env: dict[str, str]) -> KernelConnectionInfo:
         """Claim a warm sandbox and relay the local sockets to it; the connection info."""
-        gateway = await self._gateway_for(ClientConfig.resolve())
+        gateway = self._gateway = self._loop.gateway(ClientConfig.resolve())
         if self._bridge is None:
             self._bridge = ChannelBridge(self.key, self.context)
         try:
             kernel_id = await gateway.claim(self.template, env)
         except SandcellError as exc:
             error = self._start_error(exc)  # before the release: it names the gateway's URL
-            await self._release()  # jupyter_client calls no cleanup after a failed start
+            self._release()  # jupyter_client calls no cleanup after a failed start
             raise error from exc
         Reaper.get().add(kernel_id, gateway.config.base_url, gateway.config.token)
-        try:
-            ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())
-        except Exception as exc:
-            await self._delete(kernel_id)
-            raise self._start_error(SandcellError(f"its channels WebSocket failed: {exc}")) from exc
         self.kernel_id, self.exit_code = kernel_id, None
-        asyncio.ensure_future(self._watch(kernel_id, self._bridge.attach(ws, kernel_id)))
+        # The channels WebSocket opens while jupyter_client finishes its start (it sleeps 10 ms
+        # in every start_kernel) and its client connects: the bridge holds what clients send
+        # until it is attached. Every error a user can fix is the claim's, raised above.
+        asyncio.ensure_future(self._connect(gateway, kernel_id))
         return self._bridge.connection_info()
 
     async def interrupt(self) -> None:
@@ -104,24 +118,14 @@ class RemoteKernel:
         await self._delete(kernel_id)
 
     async def close(self) -> None:
-        """Release everything: the sandbox, the local sockets and the HTTP client."""
+        """Release everything: the sandbox and the local sockets (the HTTP client is shared)."""
         await self.stop(0)
-        await self._release()
+        self._release()
 
-    async def _release(self) -> None:
+    def _release(self) -> None:
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
-        if self._gateway is not None:
-            await self._gateway.aclose()
-            self._gateway = None
-
-    async def _gateway_for(self, config: ClientConfig) -> GatewayKernels:
-        if self._gateway is None or self._gateway.config != config:
-            if self._gateway is not None:
-                await self._gateway.aclose()
-            self._gateway = GatewayKernels(config)
-        return self._gateway
 
     async def _delete(self, kernel_id: str) -> None:
         assert self._gateway is not None
@@ -133,15 +137,35 @@ class RemoteKernel:
             return
         Reaper.get().remove(kernel_id)
 
+    async def _connect(self, gateway: GatewayKernels, kernel_id: str) -> None:
+        """Open the claimed sandbox's channels and relay until they close."""
+        try:
+            ws = await open_channels(gateway.channels_url(kernel_id, self.session_id), gateway.headers())
+        except Exception as exc:
+            if self._is_current(kernel_id):
+                log.warning("sandcell: the channels WebSocket of kernel %s on %s failed (%s); "
+                            "the kernel is dead", kernel_id, gateway.config.base_url, exc)
+                await self._died(kernel_id)
+            return
+        if not self._is_current(kernel_id) or self._bridge is None:
+            ws.close()  # stopped, or replaced by a restart, while the WebSocket opened
+            return
+        await self._watch(kernel_id, self._bridge.attach(ws, kernel_id))
+
     async def _watch(self, kernel_id: str, upstream: asyncio.Future[Any]) -> None:
         """The WebSocket closed: unless we closed it, the sandbox died (or the gateway went)."""
         try:
             await upstream
         except Exception as exc:  # a read error is a close too
             log.debug("sandcell: channels of %s failed: %s", kernel_id, exc)
-        if self.kernel_id != kernel_id or self.exit_code is not None:
-            return  # we stopped it ourselves, or it was replaced by a restart
-        log.warning("sandcell: the sandbox of kernel %s died or was deleted", kernel_id)
+        if self._is_current(kernel_id):  # else we stopped it ourselves, or a restart replaced it
+            log.warning("sandcell: the sandbox of kernel %s died or was deleted", kernel_id)
+            await self._died(kernel_id)
+
+    def _is_current(self, kernel_id: str) -> bool:
+        return self.kernel_id == kernel_id and self.exit_code is None
+
+    async def _died(self, kernel_id: str) -> None:
         self.exit_code = DIED
         if self._bridge is not None:
             self._bridge.detach()
