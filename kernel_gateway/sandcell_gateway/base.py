@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.http1connection
 import tornado.httputil
+import tornado.iostream
 import tornado.log
 import tornado.web
 
@@ -23,6 +24,7 @@ from .ops import logs
 from .service import SandboxService
 from .tenants import Tenant, Tenants
 from .validation import Field, parse_body
+from .wire import is_sandbox_id
 
 if TYPE_CHECKING:
     from .command_service import CommandService
@@ -43,7 +45,7 @@ DRAIN_LIMIT = 1 << 30
 
 
 def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
-                       handler: tornado.web.RequestHandler) -> bool:
+                       handler: tornado.web.RequestHandler) -> tornado.iostream.IOStream | None:
     """Keep the connection of a request answered before its body was read usable.
 
     An error raised before the handler method (401 in ``prepare``, an unknown route, a path
@@ -52,13 +54,13 @@ def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
     and its response does not say ``Connection: close``: a pooling client sends its next
     request on a dead connection and gets ``ECONNRESET``. So tornado reads on and drops the
     body instead. A declared body is drained and the connection kept. A body with no declared
-    end (chunked, or past ``DRAIN_LIMIT``) gets an honest ``Connection: close``; True is then
-    returned, and the caller half-closes once the response is out (lingering.py).
+    end (chunked, or past ``DRAIN_LIMIT``) gets an honest ``Connection: close``; its stream
+    is then returned, for the caller to half-close once the response is out (lingering.py).
     """
     connection = request.connection
     if not isinstance(connection, tornado.http1connection.HTTP1Connection) \
             or connection._read_finished:
-        return False
+        return None
     declared = request.headers.get("Content-Length", "0")
     undrainable = bool(request.headers.get("Transfer-Encoding")) or not declared.isdigit() \
         or int(declared) > DRAIN_LIMIT
@@ -70,7 +72,7 @@ def settle_unread_body(request: tornado.httputil.HTTPServerRequest,
     # Read "finished" for finish()'s purpose: tornado goes on reading the body, drops it (the
     # response is written) and then serves the connection's next request.
     connection._read_finished = True
-    return undrainable
+    return connection.stream if undrainable else None
 
 
 @dataclasses.dataclass
@@ -127,7 +129,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # what this request logs from here on (in its own task) names it, its tenant, its sandbox
         self.log_context = logs.enter_request(self.request_id)
         self.log_context.sandbox_id = next(
-            (arg for arg in self.path_args if arg.startswith("sbx_")), None)
+            (arg for arg in self.path_args if is_sandbox_id(arg)), None)
         connection = self.request.connection
         if isinstance(connection, tornado.http1connection.HTTP1Connection):
             # small answers go out at once (Nagle + delayed ACKs cost ~40 ms each)
@@ -182,12 +184,10 @@ class BaseHandler(tornado.web.RequestHandler):
         return parse_body(self.raw_body(), fields)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
-        linger = settle_unread_body(self.request, self)
+        closing = settle_unread_body(self.request, self)
         flushed = super().finish(chunk)
-        connection = self.request.connection
-        if linger and isinstance(connection, tornado.http1connection.HTTP1Connection):
-            stream = connection.stream
-            flushed.add_done_callback(lambda _: half_close(stream))
+        if closing is not None:
+            flushed.add_done_callback(lambda _: half_close(closing))
         return flushed
 
     def write_json(self, payload: Any, status: int = 200) -> None:
